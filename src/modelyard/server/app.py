@@ -1,0 +1,109 @@
+"""create_app(): the FastAPI application with native (/api/v1) and seed-compatible routes."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from modelyard import __version__
+from modelyard.core.errors import ModelyardError
+from modelyard.server import background
+from modelyard.server.context import AppContext
+from modelyard.server.db import make_engine, make_sessionmaker, session_scope, upgrade_schema
+from modelyard.server.settings import Settings
+
+log = logging.getLogger("modelyard")
+
+# Each module exposes `router`. Native routes are mounted under /api/v1; seed routes at the exact
+# paths the seed shows (they declare them in full).
+NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets", "models", "jobs", "searches"]
+COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources"]
+
+
+def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> None:
+    for name in names:
+        try:
+            mod = importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{package}.{name}":
+                continue  # a domain not built yet
+            raise
+        app.include_router(mod.router, prefix=prefix)
+
+
+def init_database(ctx: AppContext) -> str | None:
+    """Schema, bootstrap admin, this node. Returns an admin token to print once, if generated."""
+    from modelyard.server.services import quotas
+    from modelyard.server.services.nodes import register_local_node
+    from modelyard.server.services.users import bootstrap_admin
+
+    quotas.DEFAULTS = ctx.settings.quota
+    if ctx.settings.schema_mode == "create_all":
+        from modelyard.server.orm import Base
+
+        Base.metadata.create_all(ctx.engine)
+    else:
+        upgrade_schema(ctx.settings.db_url)
+    with session_scope(ctx.sessions) as session:
+        token = bootstrap_admin(session, ctx.settings)
+        register_local_node(session)
+    return token
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.ensure_dirs()
+    engine = make_engine(settings.db_url)
+    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        token = init_database(ctx)
+        if token:
+            # printed once, on the first start only: the only time the plaintext exists
+            print(f"Modelyard admin token (shown once): {token}", flush=True)
+            ctx.components["generated_admin_token"] = token
+        started = background.start_all(ctx) if settings.background else []
+        try:
+            yield
+        finally:
+            background.stop_all(started)
+            engine.dispose()
+
+    app = FastAPI(title="Modelyard", version=__version__, lifespan=lifespan,
+                  description="Self-hosted LLM lifecycle platform. Native API under /api/v1; "
+                              "seed-compatible routes at the paths of the specification.")
+    app.state.ctx = ctx
+
+    @app.exception_handler(ModelyardError)
+    async def _domain_error(_request: Request, exc: ModelyardError) -> JSONResponse:
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(x) for x in first.get("loc", ()))
+        return JSONResponse({"error": {"code": "validation_error", "message": f"{loc}: {first.get('msg', 'invalid')}",
+                                       "details": jsonable(errs)}}, status_code=422)
+
+    @app.get("/healthz", tags=["system"])
+    def healthz() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    app.mount("/metrics", make_asgi_app())
+    _include(app, "modelyard.server.routers", NATIVE_ROUTERS, prefix="/api/v1")
+    _include(app, "modelyard.server.routers.compat", COMPAT_ROUTERS)
+    return app
+
+
+def jsonable(obj):
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(obj, custom_encoder={Exception: str})

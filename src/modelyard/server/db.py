@@ -1,0 +1,93 @@
+"""Engine and sessions.
+
+SQLite runs in WAL mode. Writers begin with BEGIN IMMEDIATE so two writers queue on the busy
+timeout instead of failing with SQLITE_BUSY when a read lock cannot be upgraded; read-only
+sessions (GET requests) begin deferred and never block writers. PostgreSQL uses its normal
+READ COMMITTED transactions plus row locks / advisory locks where a decision needs one
+(see scheduler/ledger.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+
+
+def is_sqlite(session_or_engine: Session | Engine) -> bool:
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return bind.dialect.name == "sqlite"
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def session_scope(factory: sessionmaker[Session], *, readonly: bool = False) -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on error."""
+    session = factory()
+    if readonly:
+        session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def advisory_lock(session: Session, name: str) -> None:
+    """Serialise a decision across processes for the rest of this transaction.
+
+    SQLite sessions already hold the database write lock (BEGIN IMMEDIATE), which is stronger;
+    PostgreSQL takes a transaction-scoped advisory lock keyed by the name."""
+    if not is_sqlite(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(name.encode())})
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config(str(_MIGRATIONS / "alembic.ini"))
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_schema(url: str) -> None:
+    """Bring the database to the newest migration (run on every server start; idempotent)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")

@@ -1,0 +1,62 @@
+"""FastAPI dependencies: the app context, a session per request, the calling principal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from modelyard.core.errors import Forbidden
+from modelyard.server.auth import Principal, authenticate
+from modelyard.server.context import AppContext
+from modelyard.server.db import session_scope
+from modelyard.server.settings import Settings
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.ctx.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request; GET/HEAD read without taking SQLite's write lock."""
+    readonly = request.method in ("GET", "HEAD")
+    with session_scope(request.app.state.ctx.sessions, readonly=readonly) as session:
+        yield session
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+def current_user(request: Request) -> Principal:
+    """Authenticate in a short read-only session of its own, so the principal is known even to
+    handlers that stream and manage their own sessions."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    with session_scope(request.app.state.ctx.sessions, readonly=True) as session:
+        principal = authenticate(session, _bearer(request))
+    request.state.principal = principal
+    return principal
+
+
+def require_admin(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("admin only")
+    return principal
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+UserDep = Annotated[Principal, Depends(current_user)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
+CtxDep = Annotated[AppContext, Depends(get_ctx)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

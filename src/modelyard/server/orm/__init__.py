@@ -1,0 +1,14 @@
+"""All ORM models; importing this package registers every table on Base.metadata."""
+
+from . import datasets, events, files, images, jobs, models, resources, users  # noqa: F401
+from .base import Base, IdMixin, TimestampMixin, utcnow  # noqa: F401
+from .events import EventModel  # noqa: F401
+from .resources import (  # noqa: F401
+    AllocationModel,
+    FlavorModel,
+    NodeModel,
+    QuotaModel,
+    ResourceGroupModel,
+    TagModel,
+)
+from .users import ApiTokenModel, UserModel  # noqa: F401

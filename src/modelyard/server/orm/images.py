@@ -1,0 +1,4 @@
+"""(owned by the images domain)"""
+from __future__ import annotations
+
+from .base import Base, IdMixin, TimestampMixin, utcnow  # noqa: F401

@@ -1,0 +1,36 @@
+"""Cross-domain "in use" checks, so deleting an image, dataset version or model version that a
+job or service uses is refused without the owning domain importing every user of it.
+
+A domain that references others registers a check at import time:
+
+    @references.checker("model_version")
+    def _jobs_using(session, obj_id) -> str | None:   # a reason, or None
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from modelyard.core.errors import InUse
+
+Check = Callable[[Session, str], "str | None"]
+_CHECKS: dict[str, list[Check]] = defaultdict(list)
+
+
+def checker(kind: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        _CHECKS[kind].append(fn)
+        return fn
+
+    return register
+
+
+def ensure_unused(session: Session, kind: str, obj_id: str) -> None:
+    import modelyard.server.orm  # noqa: F401  (domain modules register their checks on import)
+
+    reasons = [r for check in _CHECKS[kind] if (r := check(session, obj_id))]
+    if reasons:
+        raise InUse(f"{kind} {obj_id} is in use: " + "; ".join(reasons), details={"used_by": reasons})

@@ -1,0 +1,89 @@
+"""Settings from MODELYARD_* environment variables (nested with '__', e.g. MODELYARD_QUOTA__CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DefaultQuota(BaseModel):
+    """The quota a new user gets unless an admin sets another."""
+
+    cpu: float = 8
+    memory_mib: int = 16 * 1024
+    gpu: int = 0
+    vgpu: int = 0
+    mig: int = 0
+    jobs: int = 4
+    storage_bytes: int | None = None  # None: storage quota not enabled (seed: 存储配额未开启)
+    storage_files: int | None = None
+
+
+class SchedulerSettings(BaseModel):
+    poll_interval_s: float = 1.0
+    cancel_grace_s: float = 10.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELYARD_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".modelyard")
+    database_url: str | None = None  # default: sqlite under home
+    admin_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8600
+    public_url: str | None = None
+    upload_chunk_max_bytes: int = 64 * 1024 * 1024
+    quota: DefaultQuota = Field(default_factory=DefaultQuota)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    # background loops (scheduler, reconcilers) can be switched off for unit tests
+    background: bool = True
+    # "migrate" (Alembic upgrade on start) or "create_all" (fast path used by most unit tests)
+    schema_mode: str = "migrate"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'modelyard.db'}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def users_root(self) -> Path:
+        """Private roots: <home>/data/users/<user_id>/."""
+        return self.data_dir / "users"
+
+    @property
+    def public_root(self) -> Path:
+        return self.data_dir / "public"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Content-addressed OCI blobs (sha256/<hex>)."""
+        return self.data_dir / "blobs"
+
+    @property
+    def registry_dir(self) -> Path:
+        """Immutable model version files: <home>/data/registry/<model_id>/<version_id>/."""
+        return self.data_dir / "registry"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Partial resumable uploads (kept across restarts)."""
+        return self.data_dir / "uploads"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.users_root, self.public_root, self.blobs_dir, self.registry_dir,
+                  self.datasets_dir, self.uploads_dir, self.jobs_dir):
+            d.mkdir(parents=True, exist_ok=True)
