@@ -24,6 +24,8 @@ install: $(VENV)/.installed
 
 up: install
 	$(BIN)/modelyard demo-model
+	@echo "Modelyard: http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/docs)"
+	@echo "Admin token: $${MODELYARD_ADMIN_TOKEN:-$$(cat $(MODELYARD_HOME)/admin.token 2>/dev/null)}"
 	$(BIN)/modelyard server --host $(HOST) --port $(PORT)
 
 server: install

@@ -75,6 +75,7 @@ def _add_groups() -> None:
 
 
 _add_groups()
+app.command("finetune")(importlib.import_module("modelyard.cli.jobs").finetune)
 
 
 def main() -> None:

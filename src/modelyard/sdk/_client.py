@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,8 @@ class Client:
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None):
         self.url = (url or os.environ.get("MODELYARD_URL") or "http://127.0.0.1:8600").rstrip("/")
-        self.token = token or os.environ.get("MODELYARD_TOKEN") or os.environ.get("MODELYARD_ADMIN_TOKEN")
+        self.token = token or os.environ.get("MODELYARD_TOKEN") or os.environ.get("MODELYARD_ADMIN_TOKEN") \
+            or _local_admin_token()
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
@@ -73,6 +75,15 @@ class Client:
         api = mod.API(self)
         setattr(self, name, api)
         return api
+
+
+def _local_admin_token() -> str | None:
+    """On the server's own machine, the generated admin token saved at first start."""
+    home = Path(os.environ.get("MODELYARD_HOME") or Path.home() / ".modelyard")
+    try:
+        return (home / "admin.token").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def raise_for(resp: httpx.Response) -> None:

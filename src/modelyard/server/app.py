@@ -53,6 +53,11 @@ def init_database(ctx: AppContext) -> str | None:
     with session_scope(ctx.sessions) as session:
         token = bootstrap_admin(session, ctx.settings)
         register_local_node(session)
+    if token:
+        # Laptop convenience: the CLI and `make up` read it from here (owner-only permissions).
+        path = ctx.settings.home / "admin.token"
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(token + "\n")
     return token
 
 

@@ -21,6 +21,9 @@ class Component(Protocol):
 # "module:function" strings so importing this module stays cheap; the function takes the
 # AppContext and returns a Component (or None when it does not apply).
 COMPONENTS: list[str] = [
+    "modelyard.server.services.models:reconcile_component",  # registry: imports cut short by a crash
+    "modelyard.server.scheduler.loop:component",  # jobs: recover, reconcile, schedule
+    "modelyard.server.services.searches:component",  # hyperparameter searches: ask, prune, tell
 ]
 
 

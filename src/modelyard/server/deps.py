@@ -26,8 +26,22 @@ def get_settings(request: Request) -> Settings:
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request; GET/HEAD read without taking SQLite's write lock."""
     readonly = request.method in ("GET", "HEAD")
-    with session_scope(request.app.state.ctx.sessions, readonly=readonly) as session:
+    session = request.app.state.ctx.sessions()
+    if readonly:
+        session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+    try:
         yield session
+        # A seed route turns its errors into an envelope response before this dependency's
+        # cleanup runs, so the failure arrives as a flag rather than an exception.
+        if getattr(request.state, "failed", False):
+            session.rollback()
+        else:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def _bearer(request: Request) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, IdMixin, TimestampMixin, utcnow
@@ -67,8 +67,8 @@ class QuotaModel(TimestampMixin, Base):
     jobs: Mapped[int] = mapped_column(Integer, default=4)
     start_at: Mapped[datetime | None] = mapped_column(DateTime)
     end_at: Mapped[datetime | None] = mapped_column(DateTime)
-    storage_bytes: Mapped[int | None] = mapped_column(Integer)
-    storage_files: Mapped[int | None] = mapped_column(Integer)
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    storage_files: Mapped[int | None] = mapped_column(BigInteger)
     # seed isInitConfig: True once an admin configured this quota explicitly
     is_init_config: Mapped[bool] = mapped_column(Boolean, default=False)
 

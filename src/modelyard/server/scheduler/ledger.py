@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from modelyard.core.errors import QuotaExceeded
-from modelyard.server.db import advisory_lock
+from modelyard.server.db import advisory_lock, is_sqlite
 from modelyard.server.orm import AllocationModel, NodeModel, QuotaModel
 from modelyard.server.orm.base import utcnow
 
@@ -83,8 +83,10 @@ def node_capacity(node: NodeModel) -> Resources:
     return Resources(node.cpu, node.memory_mib, node.gpu, node.vgpu, node.mig)
 
 
-def get_quota(session: Session, user_id: str) -> QuotaModel:
-    quota = session.get(QuotaModel, user_id)
+def get_quota(session: Session, user_id: str, *, fresh: bool = False) -> QuotaModel:
+    """fresh=True re-reads the row even if this session already holds it (a long-lived session
+    with expire_on_commit=False would otherwise decide on a stale quota)."""
+    quota = session.get(QuotaModel, user_id, populate_existing=fresh)
     if quota is None:
         from modelyard.server.services.quotas import ensure_quota
 
@@ -110,7 +112,8 @@ def never_fits(session: Session, *, user_id: str, parts: list[Part], counts_as_j
         reasons.append("the user's quota allows no concurrent jobs")
     if quota.end_at is not None and quota.end_at < utcnow():
         reasons.append(f"the user's quota window ended at {quota.end_at:%Y-%m-%d %H:%M:%S}")
-    nodes = session.scalars(select(NodeModel).where(NodeModel.status == "ready")).all()
+    # a cordoned node is out of rotation for now, not for good: a job that fits it may wait for it
+    nodes = session.scalars(select(NodeModel).where(NodeModel.status.in_(("ready", "cordoned")))).all()
     for p in parts:
         candidates = [n for n in nodes if p.node_id in (None, n.id)]
         if not any(not p.resources.shortfall(node_capacity(n)) for n in candidates):
@@ -121,13 +124,26 @@ def never_fits(session: Session, *, user_id: str, parts: list[Part], counts_as_j
     return reasons
 
 
+def _lock(session: Session) -> None:
+    """Take the ledger lock for the rest of the caller's transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the database write lock — already held
+    by a session begun IMMEDIATE (the default); a no-op write takes it in a DEFERRED (read-only)
+    session too, or fails with 'database is locked' if that session's snapshot is stale, rather
+    than deciding on old figures."""
+    session.flush()
+    advisory_lock(session, "ledger")
+    if is_sqlite(session):
+        session.execute(text("UPDATE allocations SET id = id WHERE 0"))
+
+
 def try_allocate(session: Session, *, user_id: str, consumer_type: str, consumer_id: str,
                  parts: list[Part], counts_as_job: bool = True) -> list[AllocationModel] | None:
     """Allocate all parts or nothing. Returns None when it does not fit right now.
 
     Caller must commit; the ledger lock is held until then."""
-    advisory_lock(session, "ledger")
-    quota = get_quota(session, user_id)
+    _lock(session)
+    quota = get_quota(session, user_id, fresh=True)
     now = utcnow()
     if (quota.start_at and quota.start_at > now) or (quota.end_at and quota.end_at < now):
         return None
@@ -137,7 +153,8 @@ def try_allocate(session: Session, *, user_id: str, consumer_type: str, consumer
         return None
     if counts_as_job and usage.jobs + 1 > quota.jobs:
         return None
-    nodes = session.scalars(select(NodeModel).where(NodeModel.status == "ready").order_by(NodeModel.name)).all()
+    nodes = session.scalars(select(NodeModel).where(NodeModel.status == "ready").order_by(NodeModel.name)
+                            .execution_options(populate_existing=True)).all()
     free = {n.id: node_capacity(n) - node_usage(session, n.id) for n in nodes}
     placement: list[tuple[Part, str]] = []
     for p in parts:

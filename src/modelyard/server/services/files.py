@@ -1,13 +1,1000 @@
-"""(owned by the files domain) Storage roots and paths."""
+"""Files: the per-user private roots and the public root, and the index that mirrors them.
+
+Roots
+- private: settings.users_root/<user_id>/ (the seed's layout: Image/, Model/, Data/{train,validate,
+  test}/, Code/, Config/<Strategy>/config.json). Only the user (or an admin acting for the user,
+  `user_id=`) reaches it.
+- public: settings.public_root/. Everyone reads. Writing: an admin may change anything; any user may
+  create entries at the top of the public root or inside a directory they created; an existing
+  entry (or a directory tree) may be overwritten, moved or deleted only by its creator (every entry
+  of the tree) or an admin. Public entries count against their creator's storage quota.
+
+Paths
+Every request path goes through `resolve()` (services/paths.resolve_in): NUL, backslash, '..',
+absolute paths and anything that resolves (following symlinks) outside the root -> 400
+invalid_path before anything is touched. The native API is strict: paths are relative to the
+root and a leading '/' is refused as absolute; the seed routes follow the seed, whose currentPath
+is written '/upload/folder' (root-relative), so they pass strict=False.
+
+Index
+`files` rows (orm/files.py) are changed in the same transaction as the disk operation (disk step
+last before commit, undone if the commit fails), so listings, stats and storage usage are indexed
+queries. A root is scanned once on first use (`ensure_indexed`); `reindex()` rescans a subtree after
+out-of-band changes (other domains that write into a user's tree can call `index_path`).
+
+Quota
+Storage usage = sums over the index (bytes and regular files; directories are not counted) of
+the entries a user owns, plus what their open resumable uploads reserve. Every write path calls
+`check_quota` under the per-user lock before anything is placed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import String, delete, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelyard.core.errors import BadRequest, Conflict, Forbidden, InvalidPath, NotFound, QuotaExceeded
+from modelyard.core.ids import new_id
+from modelyard.server.auth import Principal
+from modelyard.server.db import advisory_lock
+from modelyard.server.orm.base import utcnow
+from modelyard.server.orm.files import (
+    MAX_PATH_BYTES,
+    PUBLIC_ROOT,
+    FileModel,
+    FileRootModel,
+    FileUsageModel,
+    UploadModel,
+)
+from modelyard.server.services import events
+from modelyard.server.services.paths import resolve_in
 from modelyard.server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 LAYOUT = ["Image", "Model", "Data/train", "Data/validate", "Data/test", "Code", "Config/LoRA", "Config/FineTune"]
 
+_COMMON = [
+    {"description": "学习率", "name": "learning_rate", "value": "1e-4"},
+    {"description": "训练批次", "name": "per_device_train_batch_size", "value": "1"},
+    {"description": "训练轮数", "name": "num_train_epochs", "value": "1"},
+    {"description": "checkPoint必选参数,保存策略", "name": "save_strategy", "value": "steps"},
+    {"description": "checkPoint必选参数,保存步数", "name": "save_steps", "value": "200"},
+]
 
-def ensure_user_layout(settings: Settings, user_id: str) -> None:
+# Config/<Strategy>/config.json written for a new user: LoRA is the seed's sample verbatim;
+# FineTune (full-parameter) takes the same common parameters with a smaller learning rate and has
+# no strategy-specific ones.
+SAMPLE_CONFIGS: dict[str, dict] = {
+    "LoRA": {
+        "commonHyperParameters": _COMMON,
+        "fineTuneHyperParameters": [
+            {"description": "LoRA微调的缩放系数", "name": "lora_alpha", "value": "16"},
+            {"description": "LoRA微调的秩大小", "name": "lora_r", "value": "8"},
+            {"description": "LoRA微调的dropout系数", "name": "lora_dropout", "value": "0.05"},
+        ],
+        "fineTuneStrategy": "LoRA",
+    },
+    "FineTune": {
+        "commonHyperParameters": [dict(p, value="1e-5") if p["name"] == "learning_rate" else p for p in _COMMON],
+        "fineTuneHyperParameters": [],
+        "fineTuneStrategy": "FineTune",
+    },
+}
+
+# Open resumable uploads expire (partial file removed, reservation released) after this long idle.
+UPLOAD_TTL = timedelta(days=7)
+# Our own scratch names: never shown nor indexed if one is ever found inside a root.
+SCRATCH_PREFIX = ".modelyard-"
+
+
+def ensure_user_layout(settings: Settings, user_id: str, session: Session | None = None) -> None:
+    """Create the seed's folder layout (and a sample config.json per strategy, when missing).
+    With a session, the new entries are indexed at once; otherwise the root is indexed on first use."""
     root = settings.users_root / user_id
     for rel in LAYOUT:
         (root / rel).mkdir(parents=True, exist_ok=True)
+    for strategy, cfg in SAMPLE_CONFIGS.items():
+        path = root / "Config" / strategy / "config.json"
+        if not path.exists():
+            tmp = path.with_name(f"{SCRATCH_PREFIX}{new_id()}")
+            tmp.write_text(json.dumps(cfg, ensure_ascii=False, indent=4) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+    if session is not None:
+        _INDEXED.discard(_cache_key(session, user_id))
+        ensure_indexed(session, Scope(key=user_id, root=root.resolve(), public=False, owner_id=user_id,
+                                      is_admin=True, actor_id=None))
+
+
+# --- scopes -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scope:
+    """One root as seen by one caller.
+
+    key: the user id (private) or "public"; owner_id: who new entries belong to (and whose quota
+    they count against); actor_id: who is calling (for events)."""
+
+    key: str
+    root: Path
+    public: bool
+    owner_id: str
+    is_admin: bool
+    actor_id: str | None
+
+    def can_write_any(self) -> bool:
+        return not self.public or self.is_admin
+
+
+def scope_for(session: Session, settings: Settings, principal: Principal, *, public: bool = False,
+              user_id: str | None = None) -> Scope:
+    """The root a request works in. Private: the caller's own, or (admin only) user_id's — anyone
+    else naming another user gets 403. Public: the shared root; user_id (admin only) makes new
+    entries belong to that user (the seed's publicUserId)."""
+    from modelyard.server.orm import UserModel
+
+    acting = principal.ensure_acting_as(user_id)
+    if acting != principal.id and session.get(UserModel, acting) is None:
+        raise NotFound(f"user {acting} not found", code="user_not_found")
+    if public:
+        root = settings.public_root
+        root.mkdir(parents=True, exist_ok=True)
+        return Scope(key=PUBLIC_ROOT, root=root.resolve(), public=True, owner_id=acting,
+                     is_admin=principal.is_admin, actor_id=principal.id)
+    root = settings.users_root / acting
+    if not root.is_dir():
+        ensure_user_layout(settings, acting)
+    return Scope(key=acting, root=root.resolve(), public=False, owner_id=acting, is_admin=principal.is_admin,
+                 actor_id=principal.id)
+
+
+def check_text(text: str | None, *, strict: bool = True) -> str:
+    """Checks on the text alone (resolve_in does the rest). strict: a leading '/' is an absolute
+    path and refused (native API); not strict: it means the root (the seed's currentPath)."""
+    text = text or ""
+    if "\x00" in text:
+        raise InvalidPath("path contains a NUL byte")
+    if "\\" in text:
+        raise InvalidPath("path contains a backslash")
+    if strict and text.startswith("/"):
+        raise InvalidPath(f"absolute path not allowed (paths are relative to the root): {text!r}")
+    if text.startswith("//"):
+        raise InvalidPath(f"absolute path not allowed: {text!r}")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidPath(f"path longer than {MAX_PATH_BYTES} bytes")
+    return text
+
+
+def resolve(scope: Scope, text: str | None, *, strict: bool = True) -> tuple[Path, str]:
+    """(absolute path, canonical relative path) of text inside scope's root; '' is the root."""
+    target = resolve_in(scope.root, check_text(text, strict=strict))
+    rel = "" if target == scope.root else target.relative_to(scope.root).as_posix()
+    if len(rel.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidPath(f"path longer than {MAX_PATH_BYTES} bytes")
+    if any(p.startswith(SCRATCH_PREFIX) for p in rel.split("/") if p):
+        raise InvalidPath(f"names starting with {SCRATCH_PREFIX!r} are reserved")
+    return target, rel
+
+
+def join(rel_dir: str, name: str) -> str:
+    return f"{rel_dir}/{name}" if rel_dir else name
+
+
+def parent_of(rel: str) -> str:
+    return rel.rsplit("/", 1)[0] if "/" in rel else ""
+
+
+def name_of(rel: str) -> str:
+    return rel.rsplit("/", 1)[-1]
+
+
+def _mtime(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, UTC).replace(tzinfo=None)
+
+
+# --- the index ----------------------------------------------------------------------------------
+#
+# Every change of the index goes through the helpers below, which keep two aggregates in step in
+# the same transaction: `entries` (direct children) on directory rows and on the root's marker
+# (a listing's total), and file_usage (bytes, files per owner: a quota check's figure).
+# reindex() recomputes both from the rows; verify_index() checks them (tests, diagnostics).
+
+_INDEXED: set[tuple[str, str]] = set()
+_INDEX_LOCK = threading.Lock()
+
+
+def _cache_key(session: Session, key: str) -> tuple[str, str]:
+    return (str(session.get_bind().url), key)
+
+
+def is_indexed(session: Session, key: str) -> bool:
+    ck = _cache_key(session, key)
+    if ck in _INDEXED:
+        return True
+    if session.get(FileRootModel, key) is not None:
+        _INDEXED.add(ck)
+        return True
+    return False
+
+
+def ensure_indexed(session: Session, scope: Scope) -> dict[str, int] | None:
+    """Scan the root into the index the first time it is used (returns what reindex found then)."""
+    if is_indexed(session, scope.key):
+        return None
+    with _INDEX_LOCK:
+        if session.get(FileRootModel, scope.key) is not None:
+            return None
+        session.add(FileRootModel(root=scope.key, entries=0))
+        session.flush()
+        return reindex(session, scope, "")
+    # cached once seen committed (is_indexed); until then a concurrent request checks the table
+
+
+def _subtree(key: str, rel: str, *, include_self: bool = True):
+    """WHERE clause: rel and everything below it (binary prefix comparison, collation-proof)."""
+    if rel == "":
+        return FileModel.root == key
+    below = func.substr(FileModel.path, 1, len(rel) + 1) == rel + "/"
+    return (FileModel.root == key) & (or_(FileModel.path == rel, below) if include_self else below)
+
+
+def get_row(session: Session, key: str, rel: str) -> FileModel | None:
+    if rel == "":
+        return None
+    return session.scalar(select(FileModel).where(FileModel.root == key, FileModel.path == rel))
+
+
+def _bump(session: Session, key: str, dir_rel: str, delta: int) -> None:
+    """entries += delta on a directory (or the root's marker)."""
+    if delta == 0:
+        return
+    if dir_rel == "":
+        session.execute(update(FileRootModel).where(FileRootModel.root == key)
+                        .values(entries=FileRootModel.entries + delta).execution_options(synchronize_session=False))
+    else:
+        session.execute(update(FileModel).where(FileModel.root == key, FileModel.path == dir_rel)
+                        .values(entries=FileModel.entries + delta).execution_options(synchronize_session=False))
+
+
+def _usage_add(session: Session, owner: str | None, dbytes: int, dfiles: int) -> None:
+    """file_usage += (dbytes, dfiles) for owner; call after the rows are flushed (a missing usage
+    row is created by counting them)."""
+    if owner is None or (dbytes == 0 and dfiles == 0):
+        return
+    res = session.execute(update(FileUsageModel).where(FileUsageModel.owner_id == owner)
+                          .values(bytes=FileUsageModel.bytes + dbytes, files=FileUsageModel.files + dfiles)
+                          .execution_options(synchronize_session=False))
+    if res.rowcount == 0:
+        recount_usage(session, [owner])
+
+
+def recount_usage(session: Session, owners: Iterable[str | None]) -> None:
+    """Set file_usage of owners from the rows (SUM/COUNT over the covering owner index)."""
+    from modelyard.server.orm import UserModel
+
+    session.flush()
+    for owner in {o for o in owners if o}:
+        b, n = session.execute(select(func.coalesce(func.sum(FileModel.size), 0), func.count())
+                               .where(FileModel.owner_id == owner, FileModel.is_dir.is_(False))).one()
+        row = session.get(FileUsageModel, owner)
+        if row is not None:
+            row.bytes, row.files = int(b), int(n)
+            continue
+        if session.get(UserModel, owner) is None:
+            continue
+        try:
+            with session.begin_nested():
+                session.add(FileUsageModel(owner_id=owner, bytes=int(b), files=int(n)))
+        except IntegrityError:  # created concurrently (PostgreSQL): set it
+            session.execute(update(FileUsageModel).where(FileUsageModel.owner_id == owner).values(bytes=b, files=n))
+    session.flush()
+
+
+def _recount_entries(session: Session, key: str, rel: str) -> None:
+    """Recompute `entries` for the directories of a subtree, and for rel's parent."""
+    counts = dict(session.execute(select(FileModel.parent, func.count()).where(_subtree(key, rel, include_self=False))
+                                  .group_by(FileModel.parent)).all())
+    if rel == "":
+        counts[""] = session.scalar(select(func.count()).select_from(FileModel)
+                                    .where(FileModel.root == key, FileModel.parent == "")) or 0
+    else:
+        counts[rel] = counts.get(rel, 0)
+        up = parent_of(rel)
+        counts[up] = session.scalar(select(func.count()).select_from(FileModel)
+                                    .where(FileModel.root == key, FileModel.parent == up)) or 0
+    session.execute(update(FileModel).where(_subtree(key, rel), FileModel.is_dir.is_(True)).values(entries=0)
+                    .execution_options(synchronize_session=False))
+    for d, n in counts.items():
+        if n:
+            _set_entries(session, key, d, int(n))
+    if "" in counts and counts[""] == 0:
+        _set_entries(session, key, "", 0)
+
+
+def _set_entries(session: Session, key: str, dir_rel: str, n: int) -> None:
+    if dir_rel == "":
+        session.execute(update(FileRootModel).where(FileRootModel.root == key).values(entries=n)
+                        .execution_options(synchronize_session=False))
+    else:
+        session.execute(update(FileModel).where(FileModel.root == key, FileModel.path == dir_rel)
+                        .values(entries=n).execution_options(synchronize_session=False))
+
+
+def _insert_row(session: Session, key: str, rel: str, *, is_dir: bool, size: int = 0, sha256: str | None = None,
+                mtime: datetime | None = None, owner_id: str | None) -> FileModel:
+    row = FileModel(root=key, path=rel, parent=parent_of(rel), name=name_of(rel), is_dir=is_dir, size=size,
+                    sha256=sha256, mtime=mtime or utcnow(), owner_id=owner_id, entries=0)
+    session.add(row)
+    session.flush()
+    _bump(session, key, parent_of(rel), 1)
+    if not is_dir:
+        _usage_add(session, owner_id, size, 1)
+    return row
+
+
+def _remove_subtree(session: Session, key: str, rel: str) -> tuple[int, int]:
+    """Delete rel's rows (and everything below); returns (files, bytes) removed."""
+    agg = session.execute(select(FileModel.owner_id, func.coalesce(func.sum(FileModel.size), 0), func.count())
+                          .where(_subtree(key, rel), FileModel.is_dir.is_(False)).group_by(FileModel.owner_id)).all()
+    top = rel != "" and session.scalar(select(func.count()).select_from(FileModel)
+                                       .where(FileModel.root == key, FileModel.path == rel))
+    session.execute(delete(FileModel).where(_subtree(key, rel)).execution_options(synchronize_session=False))
+    session.expire_all()
+    files = nbytes = 0
+    for owner, b, n in agg:
+        _usage_add(session, owner, -int(b), -int(n))
+        files, nbytes = files + int(n), nbytes + int(b)
+    if top:
+        _bump(session, key, parent_of(rel), -1)
+    return files, nbytes
+
+
+def _set_file(session: Session, row: FileModel, *, size: int, sha256: str | None, mtime: datetime,
+              owner_id: str | None) -> None:
+    """Change a file row's content/owner, moving usage between owners."""
+    if not row.is_dir:
+        _usage_add(session, row.owner_id, -row.size, -1)
+    row.is_dir, row.size, row.sha256, row.mtime, row.owner_id = False, size, sha256, mtime, owner_id
+    session.flush()
+    _usage_add(session, owner_id, size, 1)
+
+
+def verify_index(session: Session, key: str) -> list[str]:
+    """Problems with the maintained aggregates of a root (empty when consistent)."""
+    problems = []
+    counts = dict(session.execute(select(FileModel.parent, func.count()).where(FileModel.root == key)
+                                  .group_by(FileModel.parent)).all())
+    for row in session.scalars(select(FileModel).where(FileModel.root == key, FileModel.is_dir.is_(True))):
+        if row.entries != counts.get(row.path, 0):
+            problems.append(f"{row.path}: entries {row.entries} != {counts.get(row.path, 0)}")
+    marker = session.get(FileRootModel, key)
+    if marker is not None and marker.entries != counts.get("", 0):
+        problems.append(f"root: entries {marker.entries} != {counts.get('', 0)}")
+    owners = set(session.scalars(select(FileModel.owner_id).where(FileModel.root == key).distinct()))
+    for owner in owners - {None}:
+        b, n = session.execute(select(func.coalesce(func.sum(FileModel.size), 0), func.count())
+                               .where(FileModel.owner_id == owner, FileModel.is_dir.is_(False))).one()
+        u = session.get(FileUsageModel, owner)
+        have = (int(u.bytes), int(u.files)) if u is not None else (0, 0)
+        if have != (int(b), int(n)):
+            problems.append(f"usage of {owner}: {have} != {(int(b), int(n))}")
+    return problems
+
+
+def _walk(base: Path, rel: str) -> Iterable[tuple[str, bool, int, datetime]]:
+    """(rel, is_dir, size, mtime) of everything below base (symlinks and special files skipped)."""
+    stack = [(base, rel)]
+    while stack:
+        d, drel = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                if e.name.startswith(SCRATCH_PREFIX) or "\\" in e.name:
+                    continue
+                erel = join(drel, e.name)
+                if len(erel.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+                    log.warning("not indexed (path too long): %s", e.path)
+                    continue
+                try:
+                    if e.is_symlink():
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                    if e.is_dir(follow_symlinks=False):
+                        yield erel, True, 0, _mtime(st)
+                        stack.append((Path(e.path), erel))
+                    elif e.is_file(follow_symlinks=False):
+                        yield erel, False, st.st_size, _mtime(st)
+                except OSError:
+                    continue
+
+
+def reindex(session: Session, scope: Scope, text: str | None = "", *, strict: bool = True) -> dict[str, int]:
+    """Make the index match the disk under a path (the whole root for ''). New entries belong to
+    the private root's user; in the public root to nobody (admin-managed). Returns counts of rows
+    added, updated and removed; the aggregates are recomputed."""
+    base, rel = resolve(scope, text, strict=strict)
+    if session.get(FileRootModel, scope.key) is None:
+        session.add(FileRootModel(root=scope.key, entries=0))
+        session.flush()
+    disk: dict[str, tuple[bool, int, datetime]] = {}
+    if rel and base.is_dir():
+        disk[rel] = (True, 0, _mtime(base.stat()))
+    elif rel and base.is_file():
+        disk[rel] = (False, base.stat().st_size, _mtime(base.stat()))
+    if base.is_dir():
+        for erel, is_dir, size, mtime in _walk(base, rel):
+            disk[erel] = (is_dir, size, mtime)
+    rows = {r.path: r for r in session.scalars(select(FileModel).where(_subtree(scope.key, rel)))}
+    owners = {r.owner_id for r in rows.values()}
+    default_owner = None if scope.public else scope.key
+    owners.add(default_owner)
+    gone = [r.id for p, r in rows.items() if p not in disk]
+    for i in range(0, len(gone), 500):
+        session.execute(delete(FileModel).where(FileModel.id.in_(gone[i:i + 500]))
+                        .execution_options(synchronize_session=False))
+    if rel:
+        _index_dirs(session, scope, parent_of(rel), owner=default_owner)
+    new, updated = [], 0
+    for p, (is_dir, size, mtime) in disk.items():
+        row = rows.get(p)
+        if row is None:
+            new.append(dict(root=scope.key, path=p, parent=parent_of(p), name=name_of(p), is_dir=is_dir, size=size,
+                            sha256=None, mtime=mtime, owner_id=default_owner, entries=0, created_at=utcnow()))
+        elif row.is_dir != is_dir or row.size != size or row.mtime != mtime:
+            if row.is_dir != is_dir or row.size != size:
+                row.sha256 = None
+            row.is_dir, row.size, row.mtime = is_dir, size, mtime
+            updated += 1
+    session.flush()
+    for i in range(0, len(new), 1000):
+        session.execute(insert(FileModel), new[i:i + 1000])
+    session.expire_all()
+    _recount_entries(session, scope.key, rel)
+    recount_usage(session, owners)
+    return {"added": len(new), "updated": updated, "removed": len(gone)}
+
+
+def index_path(session: Session, settings: Settings, user_id: str, rel: str) -> dict[str, int]:
+    """For other domains that wrote into a user's tree directly (e.g. a job's checkpoints): bring
+    the index in step for that path."""
+    scope = Scope(key=user_id, root=(settings.users_root / user_id).resolve(), public=False, owner_id=user_id,
+                  is_admin=True, actor_id=None)
+    if not is_indexed(session, user_id):
+        ensure_indexed(session, scope)
+        return {"added": 0, "updated": 0, "removed": 0}
+    return reindex(session, scope, rel, strict=False)
+
+
+def _index_dirs(session: Session, scope: Scope, rel_dir: str, *, owner: str | None) -> None:
+    """Index rows for rel_dir and its ancestors that exist on disk but are not indexed yet."""
+    cur = ""
+    for p in [p for p in rel_dir.split("/") if p]:
+        cur = join(cur, p)
+        if get_row(session, scope.key, cur) is None:
+            _insert_row(session, scope.key, cur, is_dir=True, mtime=_mtime((scope.root / cur).stat()), owner_id=owner)
+
+
+def make_dirs(session: Session, scope: Scope, rel_dir: str) -> list[str]:
+    """mkdir -p with index rows (new directories belong to scope.owner_id). Returns created paths.
+    A file in the way -> 409."""
+    created = []
+    cur = ""
+    for p in [p for p in rel_dir.split("/") if p]:
+        cur = join(cur, p)
+        abs_ = scope.root / cur
+        if abs_.is_symlink():
+            raise InvalidPath(f"path component is a symlink: {cur!r}")
+        if abs_.exists():
+            if not abs_.is_dir():
+                raise Conflict(f"{cur!r} is a file, not a directory", code="not_a_directory")
+            if get_row(session, scope.key, cur) is None:
+                _index_dirs(session, scope, cur, owner=None if scope.public else scope.key)
+            continue
+        try:
+            os.mkdir(abs_)
+        except FileExistsError:
+            pass
+        except NotADirectoryError as exc:
+            raise Conflict(f"a parent of {cur!r} is a file", code="not_a_directory") from exc
+        created.append(cur)
+        _insert_row(session, scope.key, cur, is_dir=True, mtime=_mtime(abs_.stat()), owner_id=scope.owner_id)
+    return created
+
+
+def _undo_dirs(scope: Scope, created: list[str]) -> None:
+    for rel in reversed(created):
+        try:
+            os.rmdir(scope.root / rel)
+        except OSError:
+            pass
+
+
+# --- permissions (public root) ------------------------------------------------------------------
+
+def check_can_create(session: Session, scope: Scope, rel_dir: str) -> None:
+    """New entries in rel_dir: private roots and admins always; in the public root the nearest
+    existing ancestor must be the root or a directory the caller created."""
+    if scope.can_write_any():
+        return
+    cur = rel_dir
+    while cur:
+        row = get_row(session, scope.key, cur)
+        if row is not None:
+            if row.owner_id != scope.owner_id:
+                raise Forbidden(f"public directory {cur!r} belongs to another user", code="not_owner")
+            return
+        cur = parent_of(cur)
+
+
+def check_can_change(session: Session, scope: Scope, rel: str, *, tree: bool) -> None:
+    """Overwrite/move/delete an existing public entry: its creator (every entry of a tree) or an admin."""
+    if scope.can_write_any():
+        return
+    row = get_row(session, scope.key, rel)
+    if row is None or row.owner_id != scope.owner_id:
+        raise Forbidden(f"public entry {rel!r} belongs to another user", code="not_owner")
+    if tree:
+        foreign = session.scalar(select(func.count()).select_from(FileModel).where(
+            _subtree(scope.key, rel, include_self=False),
+            or_(FileModel.owner_id.is_(None), FileModel.owner_id != scope.owner_id)))
+        if foreign:
+            raise Forbidden(f"{foreign} entries under public {rel!r} belong to other users", code="not_owner")
+
+
+# --- storage usage and quota ---------------------------------------------------------------------
+
+def storage_usage(session: Session, settings: Settings, user_id: str) -> tuple[int, int]:
+    """(bytes, regular files) the user really stores: their private root and what they created in
+    the public root — the sums over the index, maintained with every change (file_usage). Not
+    counting open resumable uploads (see `reserved`)."""
+    if not is_indexed(session, user_id):
+        root = settings.users_root / user_id
+        if root.is_dir():
+            ensure_indexed(session, Scope(key=user_id, root=root.resolve(), public=False, owner_id=user_id,
+                                          is_admin=True, actor_id=None))
+    row = session.get(FileUsageModel, user_id)
+    if row is None:
+        recount_usage(session, [user_id])
+        row = session.get(FileUsageModel, user_id)
+        if row is None:
+            return 0, 0
+    return int(row.bytes), int(row.files)
+
+
+def reserved(session: Session, owner_id: str, *, exclude_upload: str | None = None) -> tuple[int, int]:
+    """(bytes, files) reserved by the user's open resumable uploads."""
+    stmt = select(func.coalesce(func.sum(UploadModel.size), 0), func.count()).where(
+        UploadModel.owner_id == owner_id, UploadModel.state == "open")
+    if exclude_upload:
+        stmt = stmt.where(UploadModel.id != exclude_upload)
+    row = session.execute(stmt).one()
+    return int(row[0]), int(row[1])
+
+
+@dataclass
+class Headroom:
+    bytes_left: int | None  # None: unlimited
+    files_left: int | None
+
+
+def headroom(session: Session, settings: Settings, owner_id: str, *, exclude_upload: str | None = None) -> Headroom:
+    from modelyard.server.services.quotas import ensure_quota
+
+    quota = ensure_quota(session, user_id=owner_id)
+    if quota.storage_bytes is None and quota.storage_files is None:
+        return Headroom(None, None)
+    used_b, used_f = storage_usage(session, settings, owner_id)
+    res_b, res_f = reserved(session, owner_id, exclude_upload=exclude_upload)
+    return Headroom(None if quota.storage_bytes is None else quota.storage_bytes - used_b - res_b,
+                    None if quota.storage_files is None else quota.storage_files - used_f - res_f)
+
+
+def check_quota(session: Session, settings: Settings, owner_id: str, *, add_bytes: int, add_files: int,
+                exclude_upload: str | None = None) -> None:
+    """403 quota_exceeded if storing add_bytes/add_files more would pass the owner's storage quota
+    (counting open uploads' reservations). Takes the owner's storage lock for the transaction so
+    two writers cannot both pass the check."""
+    advisory_lock(session, f"storage:{owner_id}")
+    room = headroom(session, settings, owner_id, exclude_upload=exclude_upload)
+    if room.bytes_left is not None and add_bytes > 0 and add_bytes > room.bytes_left:
+        raise QuotaExceeded(f"storage quota exceeded: storing {add_bytes} more bytes, {max(room.bytes_left, 0)} left",
+                            details={"bytes_left": max(room.bytes_left, 0), "adding_bytes": add_bytes})
+    if room.files_left is not None and add_files > 0 and add_files > room.files_left:
+        raise QuotaExceeded(f"file count quota exceeded: storing {add_files} more files, {max(room.files_left, 0)} left",
+                            details={"files_left": max(room.files_left, 0), "adding_files": add_files})
+
+
+# --- views ------------------------------------------------------------------------------------
+
+def entry(row: FileModel, *, public: bool) -> dict:
+    return {"path": row.path, "name": row.name, "is_dir": row.is_dir, "size": row.size, "sha256": row.sha256,
+            "mtime": row.mtime, "owner_id": row.owner_id, "public": public, "id": row.id}
+
+
+def root_entry(scope: Scope) -> dict:
+    st = scope.root.stat()
+    return {"path": "", "name": "", "is_dir": True, "size": 0, "sha256": None, "mtime": _mtime(st),
+            "owner_id": None if scope.public else scope.key, "public": scope.public, "id": None}
+
+
+class NotIndexedYet(Exception):
+    """A directory exists on disk but not in the index: the caller reindexes it and asks again."""
+
+    def __init__(self, rel: str):
+        super().__init__(rel)
+        self.rel = rel
+
+
+def list_dir(session: Session, scope: Scope, text: str | None, *, page: int = 1, page_size: int = 100,
+             after: str | None = None) -> dict:
+    """One page of a directory, ordered by name: `page` (1-based offset paging) or `after` (keyset:
+    the last name of the previous page; constant time at any depth). Answered from the index."""
+    abs_, rel = resolve(scope, text)
+    if rel:
+        row = get_row(session, scope.key, rel)
+        if row is None:
+            if abs_.is_dir():
+                raise NotIndexedYet(rel)
+            if abs_.exists():
+                raise BadRequest(f"{rel!r} is a file, not a directory", code="not_a_directory")
+            raise NotFound(f"directory {rel!r} not found")
+        if not row.is_dir:
+            raise BadRequest(f"{rel!r} is a file, not a directory", code="not_a_directory")
+        total = row.entries
+    else:
+        marker = session.get(FileRootModel, scope.key)
+        total = marker.entries if marker is not None else 0
+    page = max(page, 1)
+    page_size = min(max(page_size, 1), 1000)
+    cond = (FileModel.root == scope.key) & (FileModel.parent == rel)
+    if after is not None or page == 1:
+        stmt = select(FileModel).where(cond).order_by(FileModel.name).limit(page_size)
+        if after is not None:
+            stmt = stmt.where(FileModel.name > after)
+        rows = list(session.scalars(stmt))
+    else:
+        # deep offsets: skip along the (root, parent, name) index alone, then fetch the page's rows
+        ids = list(session.scalars(select(FileModel.id).where(cond).order_by(FileModel.name)
+                                   .limit(page_size).offset((page - 1) * page_size)))
+        by_id = {r.id: r for r in session.scalars(select(FileModel).where(FileModel.id.in_(ids)))} if ids else {}
+        rows = [by_id[i] for i in ids if i in by_id]
+    return {"path": rel, "public": scope.public, "items": [entry(r, public=scope.public) for r in rows],
+            "total": int(total), "page": page, "page_size": page_size,
+            "next_after": rows[-1].name if len(rows) == page_size else None}
+
+
+def stat(session: Session, scope: Scope, text: str | None) -> dict:
+    """The entry at a path: disk truth (exists, kind, size, mtime) with what the index knows
+    (sha256, owner)."""
+    abs_, rel = resolve(scope, text)
+    if rel == "":
+        return root_entry(scope)
+    if not abs_.exists():
+        raise NotFound(f"{rel!r} not found")
+    st = abs_.stat()
+    row = get_row(session, scope.key, rel)
+    is_dir = abs_.is_dir()
+    size = 0 if is_dir else st.st_size
+    sha = row.sha256 if row is not None and not row.is_dir and row.size == size else None
+    return {"path": rel, "name": name_of(rel), "is_dir": is_dir, "size": size, "sha256": sha, "mtime": _mtime(st),
+            "owner_id": row.owner_id if row else (None if scope.public else scope.key), "public": scope.public,
+            "id": row.id if row else None}
+
+
+@dataclass
+class Download:
+    path: Path
+    rel: str
+    size: int
+    mtime: datetime
+    sha256: str | None
+    mtime_ns: int = 0
+
+
+def open_download(session: Session, scope: Scope, text: str | None) -> Download:
+    abs_, rel = resolve(scope, text)
+    if rel == "" or abs_.is_dir():
+        raise BadRequest(f"{rel or '/'!r} is a directory", code="is_a_directory")
+    if not abs_.is_file():
+        raise NotFound(f"{rel!r} not found")
+    st = abs_.stat()
+    row = get_row(session, scope.key, rel)
+    sha = row.sha256 if row is not None and row.size == st.st_size else None
+    return Download(abs_, rel, st.st_size, _mtime(st), sha, st.st_mtime_ns)
+
+
+# --- changes ------------------------------------------------------------------------------------
+
+def _event(session: Session, scope: Scope, kind: str, row_id: int | None, rel: str, message: str, **data) -> None:
+    events.record(session, actor_id=scope.actor_id, kind=kind, object_type="file",
+                  object_id=str(row_id) if row_id is not None else scope.key, message=message,
+                  data={"root": scope.key, "path": rel, "public": scope.public, **data})
+
+
+def mkdir(session: Session, scope: Scope, text: str | None, *, parents: bool = True, exist_ok: bool = True) -> dict:
+    abs_, rel = resolve(scope, text)
+    ensure_indexed(session, scope)
+    if rel == "":
+        if exist_ok:
+            return root_entry(scope)
+        raise Conflict("the root exists", code="exists")
+    if abs_.exists():
+        if not abs_.is_dir():
+            raise Conflict(f"{rel!r} exists and is a file", code="exists")
+        if not exist_ok:
+            raise Conflict(f"{rel!r} exists", code="exists")
+        make_dirs(session, scope, rel)  # indexes it if it was not
+        return entry(get_row(session, scope.key, rel), public=scope.public)
+    parent = parent_of(rel)
+    if not parents and not (scope.root / parent).is_dir():
+        raise NotFound(f"parent directory {parent!r} not found")
+    check_can_create(session, scope, parent)
+    created = make_dirs(session, scope, rel)
+    row = get_row(session, scope.key, rel)
+    _event(session, scope, "file.mkdir", row.id, rel, f"created directory {rel}", created=created)
+    session.info.setdefault("on_rollback", []).append(lambda: _undo_dirs(scope, created))
+    return entry(row, public=scope.public)
+
+
+def move(session: Session, scope: Scope, src_text: str, dst_text: str, *, overwrite: bool = False) -> dict:
+    """Move or rename a file or directory inside one root (index rows of a tree moved with it)."""
+    src_abs, src = resolve(scope, src_text)
+    dst_abs, dst = resolve(scope, dst_text)
+    ensure_indexed(session, scope)
+    if not src or not dst:
+        raise BadRequest("the root itself cannot be moved or replaced", code="invalid_move")
+    if not os.path.lexists(src_abs):
+        raise NotFound(f"{src!r} not found")
+    if src == dst:
+        return stat(session, scope, src)
+    if dst.startswith(src + "/"):
+        raise BadRequest(f"cannot move {src!r} into itself", code="invalid_move")
+    src_is_dir = src_abs.is_dir()
+    check_can_change(session, scope, src, tree=src_is_dir)
+    if os.path.lexists(dst_abs):
+        if not overwrite:
+            raise Conflict(f"{dst!r} exists (overwrite=true replaces a file)", code="exists")
+        if src_is_dir or dst_abs.is_dir():
+            raise Conflict(f"{dst!r} exists; directories are never replaced", code="exists")
+        check_can_change(session, scope, dst, tree=False)
+    check_can_create(session, scope, parent_of(dst))
+    if get_row(session, scope.key, src) is None:
+        reindex(session, scope, src)
+    created = make_dirs(session, scope, parent_of(dst))
+    hooks = session.info.setdefault("on_rollback", [])
+    hooks.append(lambda: _undo_dirs(scope, created))
+    # stale rows at the destination (nothing on disk there, or a file being replaced)
+    _remove_subtree(session, scope.key, dst)
+    n = len(src)
+    session.execute(
+        update(FileModel).where(_subtree(scope.key, src, include_self=False)).values(
+            path=literal(dst, String) + func.substr(FileModel.path, n + 1, type_=String),
+            parent=literal(dst, String) + func.substr(FileModel.parent, n + 1, type_=String))
+        .execution_options(synchronize_session=False))
+    session.execute(update(FileModel).where(FileModel.root == scope.key, FileModel.path == src).values(
+        path=dst, parent=parent_of(dst), name=name_of(dst)).execution_options(synchronize_session=False))
+    session.expire_all()
+    _bump(session, scope.key, parent_of(src), -1)
+    _bump(session, scope.key, parent_of(dst), 1)
+    try:
+        os.replace(src_abs, dst_abs)
+    except OSError as exc:
+        raise Conflict(f"cannot move {src!r} to {dst!r}: {exc.strerror}", code="move_failed") from exc
+    hooks.append(lambda: os.replace(dst_abs, src_abs))
+    row = get_row(session, scope.key, dst)
+    _event(session, scope, "file.moved", row.id if row else None, dst, f"moved {src} to {dst}", src=src, dst=dst,
+           is_dir=src_is_dir)
+    session.flush()
+    return stat(session, scope, dst)
+
+
+@dataclass
+class Deleted:
+    rel: str
+    trash: Path | None
+    files: int = 0
+    bytes: int = 0
+
+
+def delete_path(session: Session, settings: Settings, scope: Scope, text: str | None, *,
+                recursive: bool = True) -> Deleted:
+    """Delete a file or a directory tree: the entry is renamed out of the root atomically and its
+    index rows removed in this transaction; `finish_delete` removes the data after the commit."""
+    abs_, rel = resolve(scope, text)
+    ensure_indexed(session, scope)
+    if rel == "":
+        raise BadRequest("the root itself cannot be deleted", code="invalid_delete")
+    row = get_row(session, scope.key, rel)
+    if not os.path.lexists(abs_):
+        if row is None:
+            raise NotFound(f"{rel!r} not found")
+        check_can_change(session, scope, rel, tree=row.is_dir)
+        _remove_subtree(session, scope.key, rel)
+        return Deleted(rel, None)
+    is_dir = abs_.is_dir()
+    if is_dir and not recursive and any(abs_.iterdir()):
+        raise Conflict(f"directory {rel!r} is not empty (recursive=true deletes it)", code="not_empty")
+    check_can_change(session, scope, rel, tree=is_dir)
+    row_id = row.id if row else None
+    trash = _trash_name(settings, abs_)
+    os.rename(abs_, trash)
+    session.info.setdefault("on_rollback", []).append(lambda: os.rename(trash, abs_))
+    n_files, n_bytes = _remove_subtree(session, scope.key, rel)
+    _event(session, scope, "file.deleted", row_id, rel, f"deleted {rel}", is_dir=is_dir,
+           files=int(n_files), bytes=int(n_bytes))
+    return Deleted(rel, trash, int(n_files), int(n_bytes))
+
+
+def _trash_name(settings: Settings, abs_: Path) -> Path:
+    """A name outside every root on the same filesystem (rename is atomic there)."""
+    trash = settings.uploads_dir / f"{SCRATCH_PREFIX}trash-{new_id()}"
+    try:
+        if os.stat(settings.uploads_dir).st_dev == os.stat(abs_.parent).st_dev:
+            return trash
+    except OSError:
+        pass
+    return abs_.parent / f"{SCRATCH_PREFIX}trash-{new_id()}"
+
+
+def finish_delete(deleted: Deleted) -> None:
+    if deleted.trash is None:
+        return
+    if deleted.trash.is_dir() and not deleted.trash.is_symlink():
+        shutil.rmtree(deleted.trash, ignore_errors=True)
+    else:
+        try:
+            os.unlink(deleted.trash)
+        except FileNotFoundError:
+            pass
+
+
+@dataclass
+class Placement:
+    """A finished temp file to put at rel (validated) inside a scope."""
+
+    rel: str
+    abs: Path
+    tmp: Path
+    size: int
+    sha256: str | None
+
+
+def plan_placement(scope: Scope, target_text: str, tmp: Path, size: int, sha256: str | None, *,
+                   strict: bool = True) -> Placement:
+    abs_, rel = resolve(scope, target_text, strict=strict)
+    if rel == "":
+        raise InvalidPath("a file cannot replace the root")
+    return Placement(rel, abs_, tmp, size, sha256)
+
+
+def place_files(session: Session, settings: Settings, scope: Scope, items: list[Placement], *, overwrite: bool,
+                exclude_upload: str | None = None, kind: str = "file.uploaded", data: dict | None = None,
+                event_per_file: bool = True) -> list[FileModel]:
+    """Put finished temp files in place, atomically each (os.replace), with their index rows.
+    All targets are checked (conflicts, permissions, quota for the batch) before any is placed."""
+    ensure_indexed(session, scope)
+    last: dict[str, Placement] = {}
+    for it in items:
+        last[it.rel] = it
+    items = list(last.values())
+    add_bytes = add_files = 0
+    for it in items:
+        if it.abs.is_dir():
+            raise Conflict(f"{it.rel!r} is a directory", code="is_a_directory")
+        for anc in _ancestors(it.rel):
+            a = scope.root / anc
+            if a.is_symlink() or (a.exists() and not a.is_dir()):
+                raise Conflict(f"{anc!r} is a file, not a directory", code="not_a_directory")
+        if os.path.lexists(it.abs):
+            if not overwrite:
+                raise Conflict(f"{it.rel!r} exists (overwrite=true replaces it)", code="exists")
+            check_can_change(session, scope, it.rel, tree=False)
+            old = get_row(session, scope.key, it.rel)
+            if old is not None and old.owner_id == scope.owner_id:
+                add_bytes += it.size - old.size
+            else:
+                add_bytes += it.size
+                add_files += 1
+        else:
+            check_can_create(session, scope, parent_of(it.rel))
+            add_bytes += it.size
+            add_files += 1
+    check_quota(session, settings, scope.owner_id, add_bytes=add_bytes, add_files=add_files,
+                exclude_upload=exclude_upload)
+    placed: list[FileModel] = []
+    all_created: list[str] = []  # filled below; the hook undoes whatever it holds then
+    session.info.setdefault("on_rollback", []).append(lambda: _undo_dirs(scope, all_created))
+    hooks = session.info.setdefault("on_rollback", [])
+    for it in items:
+        all_created += make_dirs(session, scope, parent_of(it.rel))
+        existed = os.path.lexists(it.abs)
+        os.replace(it.tmp, it.abs)
+        if not existed:
+            hooks.append(lambda p=it.abs: p.unlink(missing_ok=True))
+        st = it.abs.stat()
+        row = get_row(session, scope.key, it.rel)
+        if row is None:
+            row = _insert_row(session, scope.key, it.rel, is_dir=False, size=st.st_size, sha256=it.sha256,
+                              mtime=_mtime(st), owner_id=scope.owner_id)
+        else:  # the new content belongs to (and is charged to) its writer
+            _set_file(session, row, size=st.st_size, sha256=it.sha256, mtime=_mtime(st), owner_id=scope.owner_id)
+        placed.append(row)
+        if event_per_file:
+            _event(session, scope, kind, row.id, it.rel, f"stored {it.rel} ({st.st_size} bytes)",
+                   size=st.st_size, sha256=it.sha256, **(data or {}))
+    return placed
+
+
+def _ancestors(rel: str) -> list[str]:
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
+@contextlib.contextmanager
+def transaction(sessions, *, readonly: bool = False) -> Iterator[Session]:
+    """A unit of work whose disk side is undone (hooks in session.info["on_rollback"]) when the
+    database side fails. Files routes use it instead of the request session so that long disk I/O
+    never runs inside a write transaction (SQLite has one writer at a time)."""
+    session = sessions()
+    if readonly:
+        session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        run_rollback_hooks(session)
+        raise
+    finally:
+        clear_rollback_hooks(session)
+        session.close()
+
+
+def run_rollback_hooks(session: Session) -> None:
+    """Undo the disk side of a failed transaction (renames back, directories removed)."""
+    for fn in reversed(session.info.pop("on_rollback", [])):
+        try:
+            fn()
+        except OSError:
+            log.exception("undoing a files operation failed")
+
+
+def clear_rollback_hooks(session: Session) -> None:
+    session.info.pop("on_rollback", None)
+
+
+def expire_uploads(session: Session, settings: Settings) -> int:
+    """Mark idle open uploads past their expiry as expired and remove their partial files."""
+    now = utcnow()
+    stale = list(session.scalars(select(UploadModel).where(UploadModel.state == "open", UploadModel.expires_at < now)))
+    for up in stale:
+        up.state, up.error = "expired", "expired before completion"
+        try:
+            os.unlink(settings.uploads_dir / f"{up.id}.part")
+        except FileNotFoundError:
+            pass
+    tmp = settings.uploads_dir / "tmp"
+    if tmp.is_dir():
+        cutoff = now.timestamp() - 86400
+        for e in os.scandir(tmp):
+            try:
+                if e.stat().st_mtime < cutoff:
+                    os.unlink(e.path)
+            except OSError:
+                pass
+    return len(stale)

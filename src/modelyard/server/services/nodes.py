@@ -11,8 +11,12 @@ import psutil
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from modelyard.core.errors import BadRequest, NotFound
 from modelyard.server.orm import NodeModel, ResourceGroupModel
 from modelyard.server.orm.base import utcnow
+from modelyard.server.services import events
+
+NODE_STATUSES = ("ready", "cordoned", "offline")
 
 
 def detect_gpus() -> list[dict]:
@@ -47,12 +51,48 @@ def register_local_node(session: Session) -> NodeModel:
     facts = dict(cpu=float(psutil.cpu_count(logical=True) or 1),
                  memory_mib=int(psutil.virtual_memory().total // (1024 * 1024)),
                  gpu=len(gpus), mig=sum(1 for g in gpus if g.get("mig_enabled")), gpu_info=gpus,
-                 arch=platform.machine(), heartbeat_at=utcnow(), status="ready")
+                 arch=platform.machine(), heartbeat_at=utcnow())
     if node is None:
-        node = NodeModel(name=name, group_id=group.id, executor="local", **facts)
+        node = NodeModel(name=name, group_id=group.id, executor="local", status="ready", **facts)
         session.add(node)
     else:
         for k, v in facts.items():
             setattr(node, k, v)
+        if node.status != "cordoned":  # an admin's cordon outlives a restart
+            node.status = "ready"
     session.flush()
     return node
+
+
+# --- admin operations -------------------------------------------------------------------------
+
+def find_node(session: Session, ref: str) -> NodeModel:
+    """A node by id or name; 404 if neither."""
+    node = session.get(NodeModel, ref) or session.scalar(select(NodeModel).where(NodeModel.name == ref))
+    if node is None:
+        raise NotFound(f"node {ref} not found", code="node_not_found")
+    return node
+
+
+def set_status(session: Session, *, actor_id: str | None, node: NodeModel, status: str) -> NodeModel:
+    """cordon (status 'cordoned': the ledger places nothing new there; live allocations stay) or
+    uncordon ('ready')."""
+    if status not in NODE_STATUSES:
+        raise BadRequest(f"node status must be one of {NODE_STATUSES}", code="invalid_status")
+    if node.status != status:
+        before = node.status
+        node.status = status
+        session.flush()
+        kind = {"cordoned": "node.cordoned", "ready": "node.uncordoned"}.get(status, "node.status_changed")
+        events.record(session, actor_id=actor_id, kind=kind, object_type="node", object_id=node.id,
+                      message=f"node {node.name}: {before} -> {status}", data={"before": before, "after": status})
+    return node
+
+
+def move_to_group(session: Session, *, actor_id: str | None, node: NodeModel, group: ResourceGroupModel | None) -> None:
+    before = node.group_id
+    node.group_id = group.id if group else None
+    session.flush()
+    if before != node.group_id:
+        events.record(session, actor_id=actor_id, kind="node.group_changed", object_type="node", object_id=node.id,
+                      data={"before": before, "after": node.group_id})

@@ -61,8 +61,10 @@ def compat_router(style: str, **kwargs) -> APIRouter:
                 try:
                     return await handler(request)
                 except ModelyardError as exc:
+                    request.state.failed = True  # the request's session rolls back (deps.get_session)
                     return fail(style, exc.status, exc.message, exc.code, exc.details)
                 except RequestValidationError as exc:
+                    request.state.failed = True
                     return fail(style, 400, _validation_message(exc), "invalid_request",
                                 jsonable_encoder(exc.errors()))
 

@@ -1,0 +1,487 @@
+"""Seed 000 §4 (fine-tuning tasks) and §5 (pre-training tasks) at their exact paths, in the RETURN
+envelope {"returnCode", "success", "message", "data"}.
+
+    POST /kernel/fineTune/createLlmFineTuneTask          CreateTaskBO -> the task (isPretrain 0/1)
+    POST /kernel/fineTune/listLlmFineTuneTask            {isPretrain,pageNum,pageSize,status,taskName,userId}
+    POST /kernel/fineTune/queryLlmFineTuneTaskDetail?taskId=
+    POST /kernel/fineTuneManage/listFineTuneTaskManage   the model versions tasks produced
+
+Mapping of CreateTaskBO onto a job (services/jobs.py does the rest):
+- command / commands / mpiCommand present -> a custom job (the user's code, image env applied);
+  otherwise the platform trainer: isPretrain 1 -> pre-training, else fine-tuning with
+  fineTuneStrategy (LoRA | FineTune).
+- model: modelVersionId, else modelId (+ modelVersion), else originModelDir (a folder in the
+  user's files). data: inputType dataset (datasetVersionId / dataSetName) or local (inputDir,
+  default Data/ with train/ and validate/).
+- hyperparameters: commonHyperParameters / fineTuneHyperParameters (override by name) on top of
+  `hyperparameter` (a JSON config), `profilePath`, or Config/<Strategy>/config.json.
+- resource[]: nodeType master|worker, numbers (replicas), cpuNumber, memory (GiB),
+  gpuResource {gpuNum, gpuMem (GiB), gpuShare, migRes, gpuCores}.
+- priority: a number, or high/medium/low; isUrgentTask: 1/true/yes jumps the queue.
+- variable[]: env vars, as {"name": k, "value": v} or {k: v}. workingDir: in the user's files.
+- extensions: resume (continue from the newest checkpoint in checkPointDir) and, with it,
+  taskId (resume that failed/cancelled task as a new attempt instead of creating one).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import select
+
+from modelyard.core.errors import BadRequest
+from modelyard.core.units import gib_to_mib, mib_to_gib
+from modelyard.server.auth import Principal
+from modelyard.server.db import session_scope
+from modelyard.server.deps import CtxDep, UserDep
+from modelyard.server.orm import UserModel
+from modelyard.server.orm.jobs import JobModel
+from modelyard.server.routers.compat.envelope import RETURN, compat_router, ok
+from modelyard.server.schemas.jobs import GpuSpec, JobSubmit, RoleSpec
+from modelyard.server.services import access
+from modelyard.server.services import jobs as svc
+
+router = compat_router(RETURN)
+
+_STATUS = {"pending": "pending", "queued": "queued", "queuing": "queued", "waiting": "queued",
+           "starting": "starting", "creating": "starting", "running": "running", "succeeded": "succeeded",
+           "success": "succeeded", "completed": "succeeded", "finished": "succeeded", "failed": "failed",
+           "error": "failed", "cancelled": "cancelled", "canceled": "cancelled", "stopped": "cancelled",
+           "terminated": "cancelled"}
+_PRIORITY = {"high": 10, "高": 10, "urgent": 20, "medium": 0, "normal": 0, "中": 0, "low": -10, "低": -10}
+_TRUE = {"1", "true", "yes", "y", "是", "urgent", "on"}
+
+
+class GPUResource(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    gpuCores: int | None = None
+    gpuMem: float | None = None
+    gpuNum: int | None = None
+    gpuShare: str | None = None
+    migRes: str | None = None
+
+
+class ResourceItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cpuNumber: float | None = None
+    gpuResource: GPUResource | None = None
+    memory: float | None = None
+    nodeType: str | None = None
+    numbers: int | None = None
+
+
+class HyperParameter(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    description: str | None = None
+    name: str | None = None
+    value: Any = None
+
+
+class CreateTaskBO(BaseModel):
+    """The seed's CreateTaskBO (every field optional, as in the seed)."""
+
+    model_config = ConfigDict(extra="ignore")
+    algorithmId: str | None = None
+    checkPointDir: str | None = None
+    command: str | None = None
+    commands: list[str] | None = None
+    commonHyperParameters: list[HyperParameter] | None = None
+    createWay: str | None = None
+    dataSetName: str | None = None
+    datasetVersionId: str | None = None
+    describe: str | None = None
+    devices: str | None = None
+    fineTuneHyperParameters: list[HyperParameter] | None = None
+    fineTuneStrategy: str | None = None
+    hyperparameter: str | dict | list | None = None
+    image: str | None = None
+    inputDir: str | None = None
+    inputType: str | None = None
+    isPretrain: int | str | None = None
+    isUrgentTask: str | int | bool | None = None
+    jobName: str | None = None
+    llmTrainFramework: str | None = None
+    modelId: str | None = None
+    modelVersion: str | None = None
+    modelVersionId: str | None = None
+    mpiCommand: str | None = None
+    name: str | None = None
+    nodeName: list[str] | None = None
+    originModelDir: str | None = None
+    outputDir: str | None = None
+    podDelete: int | None = None
+    priority: str | int | None = None
+    profilePath: str | None = None
+    rdma: Any = None
+    resource: list[ResourceItem] | None = None
+    resourceGroupKey: str | None = None
+    resourceName: str | None = None
+    resourceType: str | None = None
+    storageMedium: str | None = None
+    type: str | None = None
+    userId: str | int | None = None
+    userName: str | None = None
+    variable: list[dict[str, Any]] | None = None
+    workingDir: str | None = None
+    zoneId: str | None = None
+    zoneName: str | None = None
+    # extensions
+    resume: bool | int | str | None = None
+    taskId: str | None = None
+    outputModelName: str | None = None
+
+
+class ListBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    isPretrain: int | str | None = None
+    pageNum: int | None = None
+    pageSize: int | None = None
+    status: str | None = None
+    taskName: str | None = None
+    userId: str | int | None = None
+    userName: str | None = None
+
+
+# --- mapping -----------------------------------------------------------------------------------
+
+def _flag(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    return str(v).strip().lower() in _TRUE if v not in (None, "") else False
+
+
+def _pretrain(v: Any) -> bool | None:
+    if v in (None, ""):
+        return None
+    try:
+        return int(v) == 1
+    except (TypeError, ValueError):
+        raise BadRequest("isPretrain must be 0 or 1", code="invalid_request") from None
+
+
+def _priority(v: Any) -> int:
+    if v in (None, ""):
+        return 0
+    s = str(v).strip().lower()
+    if s in _PRIORITY:
+        return _PRIORITY[s]
+    try:
+        return max(-1000, min(1000, int(float(s))))
+    except ValueError:
+        raise BadRequest(f"priority {v!r} is not a number or high/medium/low", code="invalid_request") from None
+
+
+def _env(variables: list[dict[str, Any]] | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in variables or []:
+        if not item:
+            continue
+        if "name" in item and "value" in item:
+            k, v = item.get("name"), item.get("value")
+            if k:
+                env[str(k)] = "" if v is None else str(v)
+        elif "key" in item and "value" in item:
+            if item.get("key"):
+                env[str(item["key"])] = "" if item["value"] is None else str(item["value"])
+        else:
+            for k, v in item.items():
+                env[str(k)] = "" if v is None else str(v)
+    bad = [k for k in env if not k or not (k[0].isalpha() or k[0] == "_") or not all(c.isalnum() or c == "_" for c in k)]
+    if bad:
+        raise BadRequest(f"invalid environment variable name(s): {', '.join(map(repr, bad))}", code="invalid_request")
+    return env
+
+
+def _roles(resource: list[ResourceItem] | None) -> list[RoleSpec]:
+    roles: dict[str, RoleSpec] = {}
+    for item in resource or []:
+        role = (item.nodeType or "master").strip().lower() or "master"
+        if role not in ("master", "worker"):
+            raise BadRequest(f"nodeType must be master or worker, not {item.nodeType!r}", code="invalid_resource")
+        replicas = item.numbers if item.numbers else (1 if role == "master" else 0)
+        if role == "worker" and replicas <= 0:
+            continue
+        kw: dict[str, Any] = {"role": role, "replicas": replicas}
+        if item.cpuNumber:
+            kw["cpu"] = item.cpuNumber
+        if item.memory:
+            kw["memory_mib"] = gib_to_mib(item.memory)
+        g = item.gpuResource
+        if g is not None:
+            kw["gpu"] = GpuSpec(num=g.gpuNum or 0, mem_gib=g.gpuMem or None, share=g.gpuShare or None,
+                                mig=g.migRes or None, cores=g.gpuCores or None)
+        if role in roles:
+            raise BadRequest(f"resource lists nodeType {role} twice", code="invalid_resource")
+        roles[role] = RoleSpec(**kw)
+    return list(roles.values())
+
+
+def _hp_list(items: list[HyperParameter] | None) -> list[dict[str, Any]] | None:
+    if not items:
+        return None
+    out = [{"name": h.name, "value": h.value} for h in items if (h.name or "").strip()]
+    return out or None
+
+
+def to_submit(bo: CreateTaskBO, kind_defaults: dict[str, Any] | None = None) -> JobSubmit:
+    is_pretrain = bool(_pretrain(bo.isPretrain))
+    custom = bool((bo.command or "").strip() or [c for c in bo.commands or [] if c.strip()] or (bo.mpiCommand or "").strip())
+    kind = "custom" if custom else ("pretrain" if is_pretrain else "finetune")
+    model = bo.modelVersionId or (f"{bo.modelId}:{bo.modelVersion}" if bo.modelId and bo.modelVersion else bo.modelId)
+    config = None
+    common = _hp_list(bo.commonHyperParameters)
+    finetune = _hp_list(bo.fineTuneHyperParameters)
+    if bo.hyperparameter not in (None, "", [], {}):
+        hpv = bo.hyperparameter
+        if isinstance(hpv, str):
+            try:
+                hpv = json.loads(hpv)
+            except ValueError:
+                raise BadRequest("hyperparameter is not valid JSON", code="invalid_hyperparameter") from None
+        if isinstance(hpv, dict) and ("commonHyperParameters" in hpv or "fineTuneHyperParameters" in hpv):
+            config = hpv
+        elif isinstance(hpv, dict | list):
+            config = {"commonHyperParameters": hpv}
+    input_type = (bo.inputType or "").strip().lower() or None
+    dataset = bo.datasetVersionId or bo.dataSetName
+    return JobSubmit(
+        name=bo.name or bo.jobName, description=bo.describe or "", kind=kind, priority=_priority(bo.priority),
+        is_urgent=_flag(bo.isUrgentTask), roles=_roles(bo.resource), image=bo.image or None,
+        command=bo.command or None, commands=bo.commands or None, mpi_command=bo.mpiCommand or None,
+        env=_env(bo.variable), working_dir=bo.workingDir or None, model=model or None,
+        model_dir=(bo.originModelDir or None) if not model else None,
+        dataset=dataset or None, input_type=input_type, input_dir=bo.inputDir or None,
+        strategy=bo.fineTuneStrategy or None, config=config, profile_path=bo.profilePath or None,
+        common_hyperparameters=common, finetune_hyperparameters=finetune,
+        checkpoint_dir=bo.checkPointDir or None, output_dir=bo.outputDir or None,
+        output_model_name=bo.outputModelName or None, resume=_flag(bo.resume))
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+    return "invalid request: " + "; ".join(parts)
+
+
+# --- views -------------------------------------------------------------------------------------
+
+def _fmt(ts: datetime | None) -> str | None:
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else None
+
+
+def _run_time(job: JobModel) -> str | None:
+    if not job.running_at:
+        return None
+    from modelyard.server.orm.base import utcnow
+
+    secs = int(((job.finished_at or utcnow()) - job.running_at).total_seconds())
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    return (f"{h}时" if h else "") + f"{m}分{s}秒"
+
+
+def _resource_view(roles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in roles:
+        g = r.get("gpu") or {}
+        out.append({"nodeType": r["role"], "numbers": r["replicas"], "cpuNumber": r["cpu"],
+                    "memory": mib_to_gib(r["memory_mib"]),
+                    "gpuResource": {"gpuNum": g.get("num", 0), "gpuMem": g.get("mem_gib"),
+                                    "gpuShare": g.get("share") or "none", "migRes": g.get("mig") or "",
+                                    "gpuCores": g.get("cores")}})
+    return out
+
+
+def _hp_view(d: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [{"name": k, "value": "" if v is None else str(v), "description": ""} for k, v in (d or {}).items()]
+
+
+def task_view(job: JobModel, user_name: str | None = None) -> dict[str, Any]:
+    spec = job.spec or {}
+    req = spec.get("request") or {}
+    model = spec.get("model") or {}
+    data = spec.get("data") or {}
+    given = (spec.get("config") or {}).get("given") or {}
+    training = spec.get("training") or {}
+    cmd = req.get("command")
+    return {
+        "id": job.id, "taskId": job.id, "name": job.name, "jobName": job.name, "describe": job.description,
+        "status": job.state, "isPretrain": 1 if job.is_pretrain else 0, "kind": job.kind,
+        "createWay": "custom" if job.kind == "custom" else "system", "type": "PyTorch",
+        "llmTrainFramework": "PyTorch", "fineTuneStrategy": job.strategy,
+        "modelId": model.get("model_id"), "modelVersionId": job.model_version_id, "modelVersion": model.get("version"),
+        "originModelDir": model.get("path") if not job.model_version_id else None,
+        "datasetVersionId": job.dataset_version_id, "dataSetName": req.get("dataset"),
+        "inputType": data.get("input_type"), "inputDir": data.get("input_dir"),
+        "image": (spec.get("image") or {}).get("ref"), "command": cmd if isinstance(cmd, str) else None,
+        "commands": req.get("commands"), "mpiCommand": req.get("mpi_command"),
+        "resource": _resource_view(spec.get("roles") or []),
+        "commonHyperParameters": _hp_view(given.get("commonHyperParameters")),
+        "fineTuneHyperParameters": _hp_view(given.get("fineTuneHyperParameters")),
+        "hyperparameters": training.get("hyperparameters"),
+        "checkPointDir": spec.get("checkpoint_dir"), "outputDir": spec.get("user_output_dir") or spec.get("output_dir"),
+        "priority": job.priority, "isUrgentTask": "1" if job.is_urgent else "0",
+        "userId": job.owner_id, "userName": user_name,
+        "createTime": _fmt(job.created_at), "startTime": _fmt(job.running_at), "endTime": _fmt(job.finished_at),
+        "runTime": _run_time(job), "attempt": job.attempt, "outputModelVersionId": job.output_model_version_id,
+        "errorMessage": job.error, "waitingReason": job.waiting_reason if job.state == "queued" else None,
+        "progress": job.progress or {}, "metrics": (job.result or {}).get("metrics"),
+    }
+
+
+def _owner_filter(principal: Principal, user_id: Any, user_name: str | None, session) -> str | None:
+    if user_id not in (None, ""):
+        return principal.ensure_acting_as(user_id)
+    if user_name:
+        uid = session.scalar(select(UserModel.id).where(UserModel.name == user_name))
+        if uid is None:
+            return "-"  # matches nothing
+        return principal.ensure_acting_as(uid)
+    return None
+
+
+def _page(body: ListBody) -> tuple[int, int]:
+    return max(body.pageNum or 1, 1), min(max(body.pageSize or 10, 1), 1000)
+
+
+def _status(s: str | None) -> list[str] | None:
+    if not s:
+        return None
+    st = _STATUS.get(s.strip().lower())
+    if st is None:
+        raise BadRequest(f"unknown status {s!r}", code="invalid_request", details={"valid": sorted(set(_STATUS.values()))})
+    return [st]
+
+
+def _tasks_query(principal, body: ListBody, session):
+    from sqlalchemy import or_
+
+    stmt = svc.list_query(principal, states=_status(body.status), q=None,
+                          owner_id=_owner_filter(principal, body.userId, body.userName, session),
+                          is_pretrain=_pretrain(body.isPretrain))
+    stmt = stmt.where(or_(JobModel.kind.in_(svc.TRAINING_KINDS), JobModel.origin == "seed"))
+    if body.taskName:
+        stmt = stmt.where(JobModel.name.ilike(f"%{body.taskName}%"))
+    return stmt
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+@router.post("/kernel/fineTune/createLlmFineTuneTask", summary="Seed §4.1 / §5.1: create a fine-tune or pre-train task")
+async def create_task(request: Request, ctx: CtxDep, principal: UserDep):
+    try:
+        raw = await request.json()
+    except ValueError:
+        raise BadRequest("the body must be a JSON CreateTaskBO", code="invalid_request") from None
+    if isinstance(raw, dict) and isinstance(raw.get("createTaskBO"), dict):
+        raw = raw["createTaskBO"]
+    if not isinstance(raw, dict):
+        raise BadRequest("the body must be a JSON CreateTaskBO", code="invalid_request")
+    try:
+        bo = CreateTaskBO.model_validate(raw)
+        req = None if (_flag(bo.resume) and bo.taskId) else to_submit(bo)
+    except ValidationError as exc:
+        raise BadRequest(_errors(exc), code="invalid_request", details=jsonable_encoder(exc.errors())) from None
+
+    def work():
+        owner = principal.ensure_acting_as(bo.userId)
+        with session_scope(ctx.sessions) as session:
+            if req is None:
+                job = svc.resume_job(session, ctx, principal=principal, job_id=bo.taskId)
+            else:
+                job = svc.submit_job(session, ctx, principal=principal, req=req, origin="seed", owner_id=owner)
+                if _pretrain(bo.isPretrain) and not job.is_pretrain:
+                    job.is_pretrain = True
+            session.flush()
+            return task_view(job, svc.owner_names(session, {job.owner_id}).get(job.owner_id))
+
+    return ok(RETURN, await run_in_threadpool(work))
+
+
+@router.post("/kernel/fineTune/listLlmFineTuneTask", summary="Seed §4.2 / §5.2: page tasks")
+def list_tasks(body: ListBody, ctx: CtxDep, principal: UserDep):
+    page, size = _page(body)
+    with session_scope(ctx.sessions, readonly=True) as session:
+        items, total = access.paginate(session, _tasks_query(principal, body, session), page=page, page_size=size)
+        names = svc.owner_names(session, {j.owner_id for j in items})
+        data = {"total": total, "pageNum": page, "pageSize": size,
+                "list": [task_view(j, names.get(j.owner_id)) for j in items]}
+    return ok(RETURN, data)
+
+
+@router.post("/kernel/fineTune/queryLlmFineTuneTaskDetail", summary="Seed §4.3 / §5.3: task detail (?taskId=)")
+async def task_detail(request: Request, ctx: CtxDep, principal: UserDep, taskId: str | None = None):
+    task_id = taskId
+    if not task_id:
+        ctype = request.headers.get("content-type", "")
+        if "form" in ctype:
+            task_id = (await request.form()).get("taskId")
+        elif "json" in ctype:
+            try:
+                body = await request.json()
+                task_id = body.get("taskId") if isinstance(body, dict) else None
+            except ValueError:
+                task_id = None
+    if not task_id:
+        raise BadRequest("taskId is required", code="invalid_request")
+
+    def work():
+        with session_scope(ctx.sessions, readonly=True) as session:
+            job = svc.get_job(session, principal, str(task_id))
+            view = task_view(job, svc.owner_names(session, {job.owner_id}).get(job.owner_id))
+            detail = svc.job_detail(session, job)
+            view.update(replicas=detail["replicas"], allocations=detail["allocations"], events=detail["events"],
+                        spec=job.spec)
+            return view
+
+    return ok(RETURN, await run_in_threadpool(work))
+
+
+@router.post("/kernel/fineTuneManage/listFineTuneTaskManage",
+             summary="Seed §4.4 / §5.4: the model versions produced by tasks")
+def list_task_models(body: ListBody, ctx: CtxDep, principal: UserDep):
+    page, size = _page(body)
+    with session_scope(ctx.sessions, readonly=True) as session:
+        return ok(RETURN, _task_models(session, principal, body, page, size))
+
+
+def _task_models(session, principal: Principal, body: ListBody, page: int, size: int) -> dict:
+    stmt = _tasks_query(principal, body, session).where(JobModel.output_model_version_id.is_not(None))
+    items, total = access.paginate(session, stmt, page=page, page_size=size)
+    names = svc.owner_names(session, {j.owner_id for j in items})
+    versions: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    try:
+        from modelyard.server.orm.models import ModelModel, ModelVersionModel
+
+        ids = [j.output_model_version_id for j in items]
+        if ids:
+            versions = {v.id: v for v in session.scalars(select(ModelVersionModel).where(ModelVersionModel.id.in_(ids)))}
+            mids = {v.model_id for v in versions.values()}
+            models = {m.id: m for m in session.scalars(select(ModelModel).where(ModelModel.id.in_(mids)))}
+    except ImportError:  # pragma: no cover
+        pass
+    out = []
+    for j in items:
+        v = versions.get(j.output_model_version_id)
+        m = models.get(getattr(v, "model_id", None))
+        training = (j.spec or {}).get("training") or {}
+        out.append({
+            "taskId": j.id, "taskName": j.name, "status": j.state, "isPretrain": 1 if j.is_pretrain else 0,
+            "fineTuneStrategy": j.strategy, "userId": j.owner_id, "userName": names.get(j.owner_id),
+            "modelVersionId": j.output_model_version_id, "modelId": getattr(v, "model_id", None),
+            "modelName": getattr(m, "name", None), "modelVersion": getattr(v, "version", None),
+            "format": getattr(v, "format", None), "path": getattr(v, "path", None),
+            "baseModelVersionId": j.model_version_id, "datasetVersionId": j.dataset_version_id,
+            "hyperparameters": training.get("hyperparameters"), "metrics": (j.result or {}).get("metrics"),
+            "createTime": _fmt(getattr(v, "created_at", None) or j.finished_at), "endTime": _fmt(j.finished_at),
+        })
+    return {"total": total, "pageNum": page, "pageSize": size, "list": out}

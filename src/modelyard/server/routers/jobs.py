@@ -1,0 +1,178 @@
+"""Native jobs API (/api/v1/jobs)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import Response, StreamingResponse
+
+from modelyard.core.enums import JobState
+from modelyard.core.errors import BadRequest, NotFound
+from modelyard.server.db import session_scope
+from modelyard.server.deps import CtxDep, UserDep
+from modelyard.server.orm.jobs import JobModel
+from modelyard.server.schemas.common import Page
+from modelyard.server.schemas.jobs import JobDetail, JobResponse, JobSubmit, RegisterOutputRequest
+from modelyard.server.services import jobs as svc
+
+router = APIRouter(tags=["jobs"])
+
+# Handlers open their transaction themselves (session_scope) instead of the per-request session
+# dependency: a yield-dependency's commit runs after the handler in another worker thread, and with
+# every worker thread waiting for SQLite's write lock that commit could not run (a deadlock under
+# ~40 concurrent writers). Here the commit happens in the handler's own thread.
+
+
+def _csv(v: str | None) -> list[str] | None:
+    return [x.strip() for x in v.split(",") if x.strip()] if v else None
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobResponse,
+             summary="Submit a job (refused with 4xx if it could never fit; otherwise queued)")
+def submit(req: JobSubmit, ctx: CtxDep, principal: UserDep):
+    with session_scope(ctx.sessions) as session:
+        return svc.submit_job(session, ctx, principal=principal, req=req)
+
+
+@router.get("/jobs", response_model=Page[JobResponse])
+def list_jobs(ctx: CtxDep, principal: UserDep, state: str | None = Query(None, description="comma-separated"),
+              kind: str | None = Query(None, description="comma-separated"), q: str | None = None,
+              search_id: str | None = None, page: int = 1, page_size: int = 20):
+    with session_scope(ctx.sessions, readonly=True) as session:
+        items, total = svc.list_jobs(session, principal, page=page, page_size=page_size, states=_csv(state),
+                                     kinds=_csv(kind), q=q)
+    if search_id:
+        items = [j for j in items if (j.spec or {}).get("search_id") == search_id]
+    return Page(items=[JobResponse.model_validate(j) for j in items], total=total, page=page, page_size=page_size)
+
+
+@router.get("/jobs/hyperparameters", summary="The hyperparameters a training job accepts")
+def hyperparameters(principal: UserDep, strategy: str = "LoRA", is_pretrain: bool = False):
+    try:
+        from modelyard.runtime import hparams
+    except ModuleNotFoundError as exc:  # pragma: no cover
+        raise BadRequest("training runtime not installed") from exc
+    return {"strategy": hparams.normalize_strategy(strategy, is_pretrain), "hyperparameters": hparams.describe(strategy, is_pretrain)}
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail)
+def get_job(job_id: str, ctx: CtxDep, principal: UserDep):
+    with session_scope(ctx.sessions, readonly=True) as session:
+        return svc.job_detail(session, svc.get_job(session, principal, job_id))
+
+
+@router.get("/jobs/{job_id}/metrics", summary="Metric time series ingested from the job's metrics.jsonl")
+def metrics(job_id: str, ctx: CtxDep, principal: UserDep, name: str | None = Query(None, description="comma-separated"),
+            since_step: int | None = None, attempt: int | None = None):
+    with session_scope(ctx.sessions, readonly=True) as session:
+        job = svc.get_job(session, principal, job_id)
+        return {"job_id": job.id, "state": job.state, "progress": job.progress,
+                "series": svc.metric_series(session, job, names=_csv(name), since_step=since_step, attempt=attempt)}
+
+
+@router.get("/jobs/{job_id}/metrics.png", summary="The job's loss curves as a PNG",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def metrics_png(job_id: str, ctx: CtxDep, principal: UserDep,
+                name: str = Query("loss,eval_loss", description="comma-separated")):
+    with session_scope(ctx.sessions, readonly=True) as session:
+        job = svc.get_job(session, principal, job_id)
+        series = svc.metric_series(session, job, names=_csv(name))
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.5), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for n, s in series.items():
+        ax.plot(s["step"], s["value"], label=n)
+    ax.set_xlabel("step")
+    ax.set_title(f"{job.name} ({job.state})")
+    if series:
+        ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return Response(buf.getvalue(), media_type="image/png")
+
+
+@router.get("/jobs/{job_id}/logs", response_class=StreamingResponse,
+            responses={200: {"content": {"text/plain": {}}}},
+            summary="A replica's log; follow=true streams until the job ends")
+def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
+         replica: str | None = Query(None, description="e.g. master-0, worker-1 or a rank (default: rank 0)"),
+         offset: int = Query(0, ge=0), poll_s: float = Query(0.2, ge=0.02, le=5)):
+    from modelyard.server.scheduler.runner import executor_for, handle_of
+
+    with session_scope(ctx.sessions, readonly=True) as s:
+        job = svc.get_job(s, principal, job_id)  # 404 before any streaming starts
+        if replica and job.state not in ("pending", "queued"):
+            svc.find_replica(s, job, replica)
+
+    def locate():
+        """(handle, executor, job finished?) of the replica, or (None, None, finished?)."""
+        with session_scope(ctx.sessions, readonly=True) as s:
+            job = s.get(JobModel, job_id)
+            finished = job is None or JobState(job.state).finished
+            if job is None or job.state in ("pending", "queued"):
+                return None, None, finished
+            try:
+                rep = svc.find_replica(s, job, replica)
+            except NotFound:
+                return None, None, finished
+            return handle_of(rep), executor_for(ctx, rep), finished
+
+    def stream():
+        pos = offset
+        handle = ex = None
+        while True:
+            if handle is None:
+                handle, ex, finished = locate()
+                if handle is None:
+                    if finished or not follow:
+                        return
+                    time.sleep(poll_s)
+                    continue
+            data, pos = ex.logs(handle, offset=pos, limit=256 * 1024)
+            if data:
+                yield data
+                continue
+            if not follow:
+                return
+            _h, _e, finished = locate()
+            if finished:
+                data, pos = ex.logs(handle, offset=pos, limit=1 << 30)
+                if data:
+                    yield data
+                return
+            time.sleep(poll_s)
+
+    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8",
+                             headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobResponse,
+             summary="Cancel: queued at once; running: SIGTERM, SIGKILL after the grace period")
+def cancel(job_id: str, ctx: CtxDep, principal: UserDep):
+    with session_scope(ctx.sessions) as session:
+        return svc.cancel_job(session, ctx, principal=principal, job_id=job_id)
+
+
+@router.post("/jobs/{job_id}/resume", response_model=JobResponse,
+             summary="Queue a failed/cancelled job again; training continues from its newest checkpoint")
+def resume(job_id: str, ctx: CtxDep, principal: UserDep):
+    with session_scope(ctx.sessions) as session:
+        return svc.resume_job(session, ctx, principal=principal, job_id=job_id)
+
+
+@router.post("/jobs/{job_id}/register", status_code=status.HTTP_201_CREATED,
+             summary="Register the job's output folder as a new model version (lineage: job, base, dataset)")
+def register(job_id: str, req: RegisterOutputRequest, ctx: CtxDep, principal: UserDep):
+    with session_scope(ctx.sessions) as session:
+        mv = svc.register_output(session, ctx, principal=principal, job_id=job_id, model_name=req.model_name,
+                                 description=req.description, path=req.path)
+        return {"id": mv.id, "model_id": mv.model_id, "version": mv.version, "format": mv.format,
+                "path": mv.path, "status": mv.status, "job_id": mv.job_id,
+                "base_version_id": mv.base_version_id, "dataset_version_id": mv.dataset_version_id}

@@ -1,0 +1,266 @@
+"""Native resources API: nodes, resource groups, flavors ("specifications"), quotas, pool
+statistics and tags. Reads are open to every user; changes are admin-only. Memory is in MiB."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+
+from modelyard.core.errors import Forbidden
+from modelyard.server.deps import AdminDep, SessionDep, SettingsDep, UserDep
+from modelyard.server.orm import UserModel
+from modelyard.server.schemas.resources import (
+    FlavorCreate,
+    FlavorListResponse,
+    FlavorResponse,
+    FlavorUpdate,
+    LabelsBody,
+    NodeDetailResponse,
+    NodeGroupMove,
+    NodeResponse,
+    PoolStatisticsResponse,
+    PoolTagsResponse,
+    QuotaResponse,
+    QuotaUpdate,
+    ResourceGroupCreate,
+    ResourceGroupResponse,
+    ResourceGroupUpdate,
+    TaggedResourcesResponse,
+    TagsBody,
+    TagsResponse,
+)
+from modelyard.server.services import nodes as node_svc
+from modelyard.server.services import quotas as quota_svc
+from modelyard.server.services import resources as svc
+
+router = APIRouter(tags=["resources"])
+
+TagQuery = Annotated[list[str] | None, Query(description="filter: `key` or `key=value`; repeat to AND")]
+
+
+# --- nodes ------------------------------------------------------------------------------------
+
+@router.get("/nodes", response_model=list[NodeResponse], summary="List nodes with capacity / allocated / free")
+def list_nodes(session: SessionDep, _user: UserDep, group: str | None = None, status: str | None = None,
+               tag: TagQuery = None):
+    return svc.list_nodes(session, group=group, status=status, tags=tag)
+
+
+@router.get("/nodes/{ref}", response_model=NodeDetailResponse,
+            summary="A node (by id or name): capacity, allocated, free per dimension and its live allocations")
+def get_node(ref: str, session: SessionDep, principal: UserDep):
+    node = node_svc.find_node(session, ref)
+    view = svc.node_view(session, node)
+    allocs = svc.node_allocations(session, node.id)
+    # users see only their own pieces of the node; admins see everything on it
+    view["live_allocations"] = allocs if principal.is_admin else [a for a in allocs if a["user_id"] == principal.id]
+    return view
+
+
+@router.post("/nodes/{ref}/cordon", response_model=NodeResponse,
+             summary="Admin: place nothing new on the node (live allocations stay)")
+def cordon(ref: str, session: SessionDep, admin: AdminDep):
+    node = node_svc.set_status(session, actor_id=admin.id, node=node_svc.find_node(session, ref), status="cordoned")
+    return svc.node_view(session, node)
+
+
+@router.post("/nodes/{ref}/uncordon", response_model=NodeResponse, summary="Admin: make the node schedulable")
+def uncordon(ref: str, session: SessionDep, admin: AdminDep):
+    node = node_svc.set_status(session, actor_id=admin.id, node=node_svc.find_node(session, ref), status="ready")
+    return svc.node_view(session, node)
+
+
+@router.put("/nodes/{ref}/group", response_model=NodeResponse, summary="Admin: move the node to a resource group")
+def move_node(ref: str, req: NodeGroupMove, session: SessionDep, admin: AdminDep):
+    node = node_svc.find_node(session, ref)
+    group = svc.find_group(session, req.group_id) if req.group_id else None
+    node_svc.move_to_group(session, actor_id=admin.id, node=node, group=group)
+    return svc.node_view(session, node)
+
+
+@router.get("/nodes/{ref}/labels", response_model=dict[str, str], summary="A node's labels (= its tags)")
+def node_labels(ref: str, session: SessionDep, _user: UserDep):
+    return svc.get_tags(session, "node", node_svc.find_node(session, ref).id)
+
+
+@router.put("/nodes/{ref}/labels", response_model=dict[str, str],
+            summary="Admin: set labels (given keys upserted; replace=true: exactly these)")
+def set_node_labels(ref: str, req: LabelsBody, session: SessionDep, admin: AdminDep, replace: bool = False):
+    node = node_svc.find_node(session, ref)
+    return svc.set_tags(session, actor_id=admin.id, resource_type="node", resource_id=node.id, tags=req.labels,
+                        replace=replace)
+
+
+@router.delete("/nodes/{ref}/labels/{key}", response_model=dict[str, str], summary="Admin: remove a label")
+def delete_node_label(ref: str, key: str, session: SessionDep, admin: AdminDep):
+    node = node_svc.find_node(session, ref)
+    return svc.delete_tags(session, actor_id=admin.id, resource_type="node", resource_id=node.id, keys=[key])
+
+
+# --- resource groups --------------------------------------------------------------------------
+
+@router.get("/resource-groups", response_model=list[ResourceGroupResponse])
+def list_groups(session: SessionDep, _user: UserDep, tag: TagQuery = None):
+    return svc.list_groups(session, tags=tag)
+
+
+@router.get("/resource-groups/statistics", response_model=PoolStatisticsResponse,
+            summary="Per resource group and per node: capacity, allocated, free and live allocation counts")
+def statistics(session: SessionDep, _user: UserDep):
+    return svc.pool_statistics(session)
+
+
+@router.get("/resource-groups/{ref}", response_model=ResourceGroupResponse)
+def get_group(ref: str, session: SessionDep, _user: UserDep):
+    return svc.group_view(session, svc.find_group(session, ref))
+
+
+@router.get("/resource-groups/{ref}/statistics", response_model=PoolStatisticsResponse)
+def group_statistics(ref: str, session: SessionDep, _user: UserDep):
+    return svc.pool_statistics(session, group=ref)
+
+
+@router.post("/resource-groups", response_model=ResourceGroupResponse, status_code=status.HTTP_201_CREATED)
+def create_group(req: ResourceGroupCreate, session: SessionDep, admin: AdminDep):
+    g = svc.create_group(session, actor_id=admin.id, name=req.name, key=req.key, description=req.description)
+    return svc.group_view(session, g)
+
+
+@router.patch("/resource-groups/{ref}", response_model=ResourceGroupResponse)
+def update_group(ref: str, req: ResourceGroupUpdate, session: SessionDep, admin: AdminDep):
+    g = svc.update_group(session, actor_id=admin.id, group=svc.find_group(session, ref),
+                         changes=req.model_dump(exclude_unset=True, exclude_none=True))
+    return svc.group_view(session, g)
+
+
+@router.delete("/resource-groups/{ref}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Admin: delete an empty resource group (409 in_use while nodes are in it)")
+def delete_group(ref: str, session: SessionDep, admin: AdminDep):
+    svc.delete_group(session, actor_id=admin.id, group=svc.find_group(session, ref))
+
+
+# --- flavors ----------------------------------------------------------------------------------
+
+@router.get("/flavors", response_model=FlavorListResponse,
+            summary="Flavors as ModelArts specifications (over_quota is judged against the caller's quota)")
+def list_flavors(session: SessionDep, principal: UserDep, tag: TagQuery = None, category: str | None = None):
+    items = svc.list_flavors(session, user_id=principal.id, tags=tag, category=category)
+    return {"total_count": len(items), "count": len(items), "specifications": items}
+
+
+@router.get("/flavors/{ref}", response_model=FlavorResponse)
+def get_flavor(ref: str, session: SessionDep, principal: UserDep):
+    return svc.flavor_view(session, svc.find_flavor(session, ref), svc.FlavorContext(session, principal.id))
+
+
+@router.post("/flavors", response_model=FlavorResponse, status_code=status.HTTP_201_CREATED)
+def create_flavor(req: FlavorCreate, session: SessionDep, admin: AdminDep):
+    f = svc.create_flavor(session, actor_id=admin.id, **req.model_dump())
+    return svc.flavor_view(session, f, svc.FlavorContext(session, admin.id))
+
+
+@router.patch("/flavors/{ref}", response_model=FlavorResponse)
+def update_flavor(ref: str, req: FlavorUpdate, session: SessionDep, admin: AdminDep):
+    f = svc.update_flavor(session, actor_id=admin.id, flavor=svc.find_flavor(session, ref),
+                          changes=req.model_dump(exclude_unset=True, exclude_none=True))
+    return svc.flavor_view(session, f, svc.FlavorContext(session, admin.id))
+
+
+@router.delete("/flavors/{ref}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_flavor(ref: str, session: SessionDep, admin: AdminDep):
+    svc.delete_flavor(session, actor_id=admin.id, flavor=svc.find_flavor(session, ref))
+
+
+# --- quotas -----------------------------------------------------------------------------------
+
+@router.get("/quotas", response_model=list[QuotaResponse], summary="Admin: every user's quota and usage")
+def list_quotas(session: SessionDep, settings: SettingsDep, _admin: AdminDep, storage: bool = False):
+    users = session.scalars(select(UserModel).order_by(UserModel.name))
+    return [quota_svc.quota_view(session, settings, u, with_storage=storage) for u in users]
+
+
+@router.get("/quotas/me", response_model=QuotaResponse,
+            summary="The caller's quota: limits, used (live allocations), remaining, window, storage")
+def my_quota(session: SessionDep, settings: SettingsDep, principal: UserDep):
+    return quota_svc.quota_view(session, settings, quota_svc.find_user(session, principal.id))
+
+
+@router.get("/quotas/{user}", response_model=QuotaResponse, summary="A user's quota (by id or name; admin or self)")
+def get_quota(user: str, session: SessionDep, settings: SettingsDep, principal: UserDep):
+    u = quota_svc.find_user(session, user)
+    if u.id != principal.id and not principal.is_admin:
+        raise Forbidden("only admins read other users' quotas")
+    return quota_svc.quota_view(session, settings, u)
+
+
+@router.put("/quotas/{user}", response_model=QuotaResponse,
+            summary="Admin: set any subset of the quota (null clears window bounds / disables storage quota); "
+                    "marks it configured (seed isInitConfig)")
+def put_quota(user: str, req: QuotaUpdate, session: SessionDep, settings: SettingsDep, admin: AdminDep):
+    u = quota_svc.find_user(session, user)
+    quota_svc.set_quota(session, actor_id=admin.id, user_id=u.id, changes=req.model_dump(exclude_unset=True))
+    return quota_svc.quota_view(session, settings, u)
+
+
+# --- ModelArts-style pool views ---------------------------------------------------------------
+
+@router.get("/pools/statistics", summary="ModelArts pool statistics: resource groups by status")
+def pools_statistics(session: SessionDep, _user: UserDep):
+    return svc.pool_status_counts(session)
+
+
+@router.get("/pools/metrics", summary="ModelArts PoolMetricsList: allocated and capacity per resource group")
+def pools_metrics(session: SessionDep, _user: UserDep):
+    return svc.pool_metrics(session)
+
+
+# --- tags -------------------------------------------------------------------------------------
+
+@router.get("/tags", response_model=PoolTagsResponse, summary="Every tag key with its values (ModelArts PoolTag)")
+def all_tags(session: SessionDep, _user: UserDep, resource_type: str | None = None):
+    return {"tags": svc.aggregate_tags(session, resource_type)}
+
+
+@router.get("/tags/resources", response_model=TaggedResourcesResponse,
+            summary="Resources (nodes, resource groups, flavors) carrying the given tags")
+def tagged_resources(session: SessionDep, _user: UserDep, resource_type: str | None = None, tag: TagQuery = None):
+    items = svc.resources_by_tag(session, resource_type=resource_type, tags=tag or [])
+    return {"total": len(items), "resources": items}
+
+
+def _tag_routes(path: str, resource_type: str) -> None:
+    def get_tags(ref: str, session: SessionDep, _user: UserDep):
+        obj = svc.find_taggable(session, resource_type, ref)
+        return {"resource_type": resource_type, "resource_id": obj.id, "tags": _as_list(svc.get_tags(
+            session, resource_type, obj.id))}
+
+    def put_tags(ref: str, req: TagsBody, session: SessionDep, admin: AdminDep, replace: bool = False):
+        obj = svc.find_taggable(session, resource_type, ref)
+        tags = svc.set_tags(session, actor_id=admin.id, resource_type=resource_type, resource_id=obj.id,
+                            tags={t.key: t.value for t in req.tags}, replace=replace)
+        return {"resource_type": resource_type, "resource_id": obj.id, "tags": _as_list(tags)}
+
+    def delete_tags(ref: str, session: SessionDep, admin: AdminDep,
+                    key: Annotated[list[str] | None, Query(description="keys to remove; none: all")] = None):
+        obj = svc.find_taggable(session, resource_type, ref)
+        tags = svc.delete_tags(session, actor_id=admin.id, resource_type=resource_type, resource_id=obj.id,
+                               keys=key)
+        return {"resource_type": resource_type, "resource_id": obj.id, "tags": _as_list(tags)}
+
+    router.add_api_route(f"/{path}/{{ref}}/tags", get_tags, methods=["GET"], response_model=TagsResponse,
+                         name=f"get_{resource_type}_tags", summary=f"Tags of a {resource_type}")
+    router.add_api_route(f"/{path}/{{ref}}/tags", put_tags, methods=["PUT"], response_model=TagsResponse,
+                         name=f"put_{resource_type}_tags",
+                         summary=f"Admin: upsert tags of a {resource_type} (replace=true: exactly these)")
+    router.add_api_route(f"/{path}/{{ref}}/tags", delete_tags, methods=["DELETE"], response_model=TagsResponse,
+                         name=f"delete_{resource_type}_tags", summary=f"Admin: remove tags of a {resource_type}")
+
+
+def _as_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in tags.items()]
+
+
+for _path, _rt in (("nodes", "node"), ("resource-groups", "resource_group"), ("flavors", "flavor")):
+    _tag_routes(_path, _rt)
