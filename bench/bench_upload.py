@@ -29,7 +29,7 @@ SIZE = 1024**3
 CHUNK = 64 * 1024**2
 TOKEN = "my_bench_admin_token"
 MIB = 1024**2
-PARALLEL = int(os.environ.get("MODELYARD_BENCH_PARALLEL", "2"))
+PARALLEL = int(os.environ.get("MODELYARD_BENCH_PARALLEL", "1"))
 ROUNDS = int(os.environ.get("MODELYARD_BENCH_ROUNDS", "3"))
 
 

@@ -128,5 +128,5 @@ def test_wrapper_starts_fast(tmp_path):
     ex = LocalProcessExecutor()
     t0 = time.perf_counter()
     (h,) = ex.submit([_launch(tmp_path, [sys.executable, "-c", "pass"])])
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 2.0
     assert _ended(ex, h).exit_code == 0

@@ -385,3 +385,25 @@ def test_unicode_and_odd_names(alice, settings, name):
     assert r.status_code == 201, r.text
     assert alice.get("/api/v1/files/download", params={"path": f"{name}/{name}.txt"}).content == b"u"
     assert (settings.users_root / alice.id / name / f"{name}.txt").exists()
+
+
+def test_temp_files_on_another_filesystem_fall_back_to_a_copy(alice, settings, monkeypatch):
+    """uploads_dir on another filesystem (EXDEV): placed through a synced temp file next to the target."""
+    import errno
+    import os
+
+    real = os.replace
+    uploads = str(settings.uploads_dir)
+
+    def cross_device(src, dst):
+        if str(src).startswith(uploads) and not str(dst).startswith(uploads):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    r = alice.post("/api/v1/files/upload", params={"path": "Data"}, files={"file": ("x.bin", b"cross")})
+    assert r.status_code == 201, r.text
+    root = settings.users_root / alice.id
+    assert (root / "Data/x.bin").read_bytes() == b"cross"
+    assert [p.name for p in (root / "Data").iterdir() if p.name.startswith(".modelyard")] == []
+    assert list((settings.uploads_dir / "tmp").iterdir()) == []

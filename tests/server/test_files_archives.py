@@ -13,7 +13,12 @@ import zipfile
 import pytest
 
 from modelyard.server.services import archives
-from tests.server.test_files_support import assert_index_consistent, data_snapshot, index_rows, set_storage_quota
+from tests.server.test_files_support import (
+    assert_index_consistent,
+    data_snapshot,
+    index_rows,
+    set_storage_quota,
+)
 
 
 def tar_bytes(members: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w") -> bytes:

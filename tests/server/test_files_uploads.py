@@ -261,3 +261,45 @@ def test_upload_cut_by_server_crash_resumes_after_restart(tmp_path):
         assert c.files.stat("Model/big.bin")["sha256"] == sha
     finally:
         srv.stop()
+
+
+def test_completion_interrupted_midway_can_be_completed_again(alice, settings, tmp_path):
+    """A server that died while completing leaves the session `completing`: chunk requests are
+    refused (the verified bytes must be the placed bytes), and completing again finishes it; the
+    SDK's resume finds such a session too."""
+    from sqlalchemy import update
+
+    from modelyard.server.db import session_scope
+    from modelyard.server.orm.files import UploadModel
+    from tests.server.test_files_support import sdk_for
+
+    data = os.urandom(2 * CS)
+    s = _open(alice, data)
+    for i in range(2):
+        alice.put(f"/api/v1/uploads/{s['id']}/chunks/{i}", content=_chunk(data, i))
+    with session_scope(alice.tc.app.state.ctx.sessions) as db:
+        db.execute(update(UploadModel).where(UploadModel.id == s["id"]).values(state="completing"))
+    r = alice.put(f"/api/v1/uploads/{s['id']}/chunks/0", content=_chunk(data, 0))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "upload_completing"
+    assert [u["id"] for u in alice.get("/api/v1/uploads").json()] == [s["id"]]  # still live
+    src = tmp_path / "w.bin"
+    src.write_bytes(data)
+    sessions = []
+    entry = sdk_for(alice).files.upload(src, "Model/w.bin", chunk_size=CS, on_session=lambda u, r: sessions.append(r))
+    assert sessions == [True] and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert alice.get(f"/api/v1/uploads/{s['id']}").json()["state"] == "completed"
+    assert_index_consistent(alice.tc, alice.id)
+
+
+def test_conflict_at_completion_reopens_the_session(alice, settings):
+    data = b"c" * 1000
+    s = _open(alice, data, path="Data/c.bin")
+    alice.put(f"/api/v1/uploads/{s['id']}/chunks/0", content=data)
+    # something took the name meanwhile
+    alice.post("/api/v1/files/upload", params={"path": "Data"}, files={"file": ("c.bin", b"other")})
+    r = alice.post(f"/api/v1/uploads/{s['id']}/complete")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "exists"
+    assert alice.get(f"/api/v1/uploads/{s['id']}").json()["state"] == "open"
+    alice.delete("/api/v1/files", params={"path": "Data/c.bin"})
+    assert alice.post(f"/api/v1/uploads/{s['id']}/complete").json()["state"] == "completed"
+    assert (settings.users_root / alice.id / "Data/c.bin").read_bytes() == data

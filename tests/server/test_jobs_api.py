@@ -50,6 +50,8 @@ def test_custom_job_lifecycle_detail_and_visibility(alice, bob, admin):
     assert page["total"] == 1 and page["items"][0]["id"] == job["id"]
     assert bob.get("/api/v1/jobs").json()["total"] == 0
     assert alice.get("/api/v1/jobs", params={"state": "queued,running"}).json()["total"] == 0
+    hp = alice.get("/api/v1/jobs/hyperparameters", params={"strategy": "lora"}).json()
+    assert hp["strategy"] == "LoRA" and "lora_r" in {h["name"] for h in hp["hyperparameters"]}
 
 
 def test_env_contract_and_user_root(alice, settings):
@@ -93,20 +95,21 @@ def test_cancel_sigterm_then_sigkill_after_grace(alice, settings):
     msgs = [e["message"] for e in done["events"]]
     assert any("SIGTERM" in m for m in msgs) and any("SIGKILL" in m for m in msgs)
     assert "got TERM" in _log(alice, job["id"])
-    assert done["replicas"][0]["state"] == "failed" or done["replicas"][0]["exit_code"] == -9
+    assert done["replicas"][0]["state"] == "cancelled" and done["replicas"][0]["exit_code"] == -9
     assert not _live_allocs(alice, job["id"])
     assert alice.post(f"/api/v1/jobs/{job['id']}/cancel").status_code == 409
 
 
 def test_cancel_a_well_behaved_job_is_quick(alice):
+    ctx_of(alice).settings.scheduler.cancel_grace_s = 30  # read at each reconcile
     job = submit_custom(alice, "sleep 30")
     wait_state(alice, job["id"], "running")
     t0 = time.monotonic()
     alice.post(f"/api/v1/jobs/{job['id']}/cancel")
     done = wait_state(alice, job["id"], "cancelled")
-    assert time.monotonic() - t0 < 0.9  # well before the SIGKILL deadline
+    assert time.monotonic() - t0 < 10  # SIGTERM was enough: far before the 30 s SIGKILL deadline
     assert not any("SIGKILL" in e["message"] for e in done["events"])
-    assert done["replicas"][0]["exit_code"] == -15
+    assert done["replicas"][0]["exit_code"] == -15 and done["replicas"][0]["state"] == "cancelled"
 
 
 def test_logs_follow_streams_until_the_job_ends(alice):
@@ -120,7 +123,7 @@ def test_logs_follow_streams_until_the_job_ends(alice):
             chunks.append((time.monotonic() - t0, chunk))
     text = "".join(c for _, c in chunks)
     assert [f"line-{i}" for i in range(1, 6)] == [x for x in text.split() if x.startswith("line-")]
-    assert len(chunks) >= 3  # it arrived in pieces, as written
+    assert len(chunks) >= 2  # it arrived in pieces, as written
     assert alice.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "succeeded"
     # offset: only what follows
     full = _log(alice, job["id"])
@@ -264,13 +267,13 @@ def test_released_resources_start_the_next_job_without_polling(tmp_path):
         t0 = time.monotonic()
         da = wait_state(admin, a["id"], "succeeded", timeout=10)
         db = wait_state(admin, b["id"], "succeeded", timeout=10)
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 15
         from datetime import datetime
 
         gap = (datetime.fromisoformat(db["running_at"]) - datetime.fromisoformat(da["finished_at"])).total_seconds()
-        assert 0 <= gap < 0.5, gap
+        assert 0 <= gap < 2.0, gap  # milliseconds when idle; the poll interval is 30 s
         first = (datetime.fromisoformat(da["running_at"]) - datetime.fromisoformat(da["queued_at"])).total_seconds()
-        assert first < 0.5, first
+        assert first < 2.0, first
 
 
 def test_scheduler_loop_survives_a_bad_iteration(alice, monkeypatch):
@@ -310,3 +313,34 @@ def test_concurrent_cancel_and_completion_never_double_release(alice):
                     and e["data"]["to"] in ("succeeded", "cancelled", "failed")]
         assert len(terminal) == 1
         assert not _live_allocs(alice, jid)
+
+
+def test_gpu_devices_are_assigned_per_replica(alice):
+    """A node that reports 2 GPUs (faked in the database; the test needs no GPU): whole-GPU
+    replicas get distinct CUDA_VISIBLE_DEVICES, a third waits for capacity, a vGPU replica shares."""
+    from modelyard.server.orm import NodeModel
+
+    with session_scope(ctx_of(alice).sessions) as s:
+        for n in s.scalars(select(NodeModel)):
+            n.gpu, n.vgpu = 2, 4
+            n.gpu_info = [{"name": "FakeGPU", "memory_mib": 81920}, {"name": "FakeGPU", "memory_mib": 81920}]
+    set_quota(alice, alice.id, gpu=4, vgpu=4, jobs=4)
+    cmd = "echo cvd=[$CUDA_VISIBLE_DEVICES]; sleep 1"
+    gpu_role = [{"role": "master", "cpu": 0.1, "memory_mib": 16, "gpu": {"num": 1, "mem_gib": 40}}]
+    a = alice.post("/api/v1/jobs", json={"kind": "custom", "command": cmd, "roles": gpu_role}).json()
+    b = alice.post("/api/v1/jobs", json={"kind": "custom", "command": cmd, "roles": gpu_role}).json()
+    c = alice.post("/api/v1/jobs", json={"kind": "custom", "command": cmd, "roles": gpu_role}).json()
+    v = alice.post("/api/v1/jobs", json={"kind": "custom", "command": cmd, "roles": [
+        {"role": "master", "cpu": 0.1, "memory_mib": 16, "gpu": {"num": 1, "share": "vgpu"}}]}).json()
+    too_big = alice.post("/api/v1/jobs", json={"kind": "custom", "command": cmd, "roles": [
+        {"role": "master", "cpu": 0.1, "memory_mib": 16, "gpu": {"num": 1, "mem_gib": 100}}]})
+    assert too_big.status_code == 400 and "GiB" in too_big.json()["error"]["message"]
+    da, db = wait_state(alice, a["id"], "running"), wait_state(alice, b["id"], "running")
+    assert sorted(da["replicas"][0]["devices"] + db["replicas"][0]["devices"]) == [0, 1]
+    assert alice.get(f"/api/v1/jobs/{c['id']}").json()["state"] == "queued"  # both GPUs taken
+    for j in (a, b, c, v):
+        wait_state(alice, j["id"], "succeeded", timeout=30)
+    logs = {j["id"]: _log(alice, j["id"]) for j in (a, b, c, v)}
+    assert {logs[a["id"]].split("cvd=")[1][:3], logs[b["id"]].split("cvd=")[1][:3]} == {"[0]", "[1]"}
+    assert logs[c["id"]].split("cvd=")[1][:3] in ("[0]", "[1]")
+    assert logs[v["id"]].split("cvd=")[1][:3] in ("[0]", "[1]")

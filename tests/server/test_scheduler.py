@@ -180,11 +180,48 @@ def test_one_pass_over_a_thousand_queued_jobs_is_fast(alice, make_user):
         now = utcnow()
         for i in range(1000):
             u = users[i % len(users)]
+            roles = [{"role": "master", "replicas": 1, "cpu": 0.01, "memory_mib": 1, "gpu": {}}]
             s.add(JobModel(owner_id=u.id, name=f"j{i}", kind="custom", state=JobState.queued.value, queued_at=now,
-                           spec={"roles": [{"role": "master", "replicas": 1, "cpu": 0.01, "memory_mib": 1, "gpu": {}}],
-                                 "argv": ["true"]}))
+                           roles=roles, spec={"roles": roles, "argv": ["true"]}))
     t0 = time.perf_counter()
     res = queue.schedule_pass(ctx, launch=False)
     took = time.perf_counter() - t0
     assert len(res.started) == 40  # 10 users x default quota of 4 concurrent jobs
     assert took < 5.0, took  # bench/bench_jobs.py measures it properly (target < 1 s)
+
+
+def test_job_caught_in_starting_is_relaunched_at_recovery(alice):
+    """The server died after admitting a job (starting, resources held) and maybe after starting a
+    replica it never recorded: recovery kills that orphan and launches the job properly."""
+    import psutil
+
+    from modelyard.server.executors.local import LocalProcessExecutor
+    from modelyard.server.scheduler import runner
+    from tests.server.test_jobs_support import wait_for
+
+    ctx = _ctx(alice)
+    body = {"kind": "custom", "command": "sleep 0.2", "roles": [{"cpu": 0.1, "memory_mib": 16}]}
+    job = alice.post("/api/v1/jobs", json=body).json()
+    res = queue.schedule_pass(ctx, launch=False)
+    assert res.started == [job["id"]] and _state(alice, job["id"]) == "starting"
+    # a replica started by the dead server but never recorded (only its launch.json exists)
+    with session_scope(ctx.sessions, readonly=True) as s:
+        row = s.get(JobModel, job["id"])
+        launches = runner.build_launches(ctx, row, list(s.scalars(select(JobReplicaModel).where(
+            JobReplicaModel.job_id == job["id"]))), {n.id: n for n in s.scalars(select(NodeModel))})
+    launches[0].argv = ["/bin/sh", "-c", "sleep 60"]
+    (orphan,) = LocalProcessExecutor().submit(launches)
+    assert psutil.pid_exists(orphan.pid)
+    stats = runner.recover(ctx)
+    assert stats["relaunched"] >= 1
+    wait_for(lambda: not psutil.pid_exists(orphan.pid) or psutil.Process(orphan.pid).status() == "zombie",
+             what="orphan killed")
+
+    def ended():
+        runner.reconcile(ctx)
+        return _state(alice, job["id"]) == "succeeded"
+
+    wait_for(ended, timeout=20, what="relaunched job succeeded")
+    with session_scope(ctx.sessions, readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(AllocationModel).where(
+            AllocationModel.consumer_id == job["id"], AllocationModel.released_at.is_(None))) == 0

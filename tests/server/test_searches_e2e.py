@@ -70,6 +70,9 @@ def test_tpe_search_of_four_real_trials(tmp_path):
         mv = mv.json()
         assert d["best_model_version_id"] == mv["id"] and mv.get("job_id") == best["job_id"]
         assert mv.get("format") == "peft"
+        # and the trials' model (named after the search) has the alias best on it
+        by_alias = alice.get("/api/v1/model-versions/resolve", params={"ref": "tiny-hpo:best"})
+        assert by_alias.status_code == 200 and by_alias.json()["id"] == mv["id"], by_alias.text
         job = alice.get(f"/api/v1/jobs/{best['job_id']}").json()
         assert job["output_model_version_id"] == mv["id"]
         assert job["spec"]["training"]["hyperparameters"]["learning_rate"] == pytest.approx(

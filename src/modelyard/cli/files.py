@@ -115,7 +115,7 @@ def upload(local: Path = typer.Argument(..., exists=True, help="local file or di
            remote: str = typer.Argument(None, help="remote path (a folder, or the file's new path); default: root"),
            public: bool = PUBLIC, overwrite: bool = typer.Option(False, help="replace an existing file"),
            chunk_mib: int = typer.Option(32, "--chunk-mib", help="chunk size in MiB (<= the server's limit)"),
-           parallel: int = typer.Option(2, help="chunks sent at once")) -> None:
+           parallel: int = typer.Option(1, help="chunks sent at once (1 lets the server hash as data arrives)")) -> None:
     """Upload a file (or a directory, file by file) with the resumable protocol."""
     from modelyard.sdk.files import UploadInterrupted
 
@@ -201,7 +201,10 @@ def usage() -> None:
 @app.command("uploads")
 def uploads() -> None:
     """Open (resumable) uploads."""
-    t = Table("id", "path", "received", "size", "expires", box=None)
+    t = Table(box=None)
+    t.add_column("id", no_wrap=True, min_width=32)
+    for col in ("path", "received", "size", "expires"):
+        t.add_column(col)
     for u in _client().files.uploads():
         t.add_row(u["id"], ("public:" if u["public"] else "") + u["path"], _size(u["received_bytes"]),
                   _size(u["size"]), str(u["expires_at"])[:19])

@@ -72,8 +72,10 @@ def render(job: dict, series: dict[str, Any] | None = None) -> Group:
         if p.get("tokens_per_s") is not None:
             line.append(f"  {p['tokens_per_s']:.0f} tok/s")
     if total and step is not None:
-        parts.append(ProgressBar(total=total, completed=min(step, total), width=50))
-    if line:
+        row = Table.grid(padding=(0, 1))
+        row.add_row(ProgressBar(total=total, completed=min(step, total), width=40), line)
+        parts.append(row)
+    elif line:
         parts.append(line)
     loss = ((series or {}).get("loss") or {}).get("value") or []
     if loss:
@@ -96,8 +98,11 @@ def follow(c, job_id: str, interval: float = 1.0) -> dict:
             series = c.jobs.metrics(job_id, names=["loss"])["series"] if job["state"] != "queued" else {}
             live.update(render(job, series))
             if job["state"] in FINISHED:
-                return job
+                break
             time.sleep(interval)
+    if not console.is_terminal:
+        console.line()
+    return job
 
 
 @app.command("ls")

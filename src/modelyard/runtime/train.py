@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -259,10 +260,10 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
     import torch
 
     cuda = torch.cuda.is_available()
-    if not cuda and "OMP_NUM_THREADS" not in os.environ:
-        # replicas on one machine share its cores
-        local_world = _env_int("LOCAL_WORLD_SIZE", world)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+    local_world = _env_int("LOCAL_WORLD_SIZE", world)
+    if not cuda and local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # replicas on one machine share its cores (the executor normally sets OMP_NUM_THREADS)
+        torch.set_num_threads(max(1, torch.get_num_threads() // local_world))
 
     from transformers import AutoTokenizer, PrinterCallback, Trainer, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
@@ -349,9 +350,11 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
 
     resume_from = None
     if spec.get("resume"):
-        resume_from = newest_complete_checkpoint(ckpt_dir, discard_partial=is_main)
+        if is_main:  # moves partial checkpoints aside before any replica looks
+            newest_complete_checkpoint(ckpt_dir, discard_partial=True)
         if world > 1:
             trainer.accelerator.wait_for_everyone()
+        resume_from = newest_complete_checkpoint(ckpt_dir)
         if resume_from is None:
             log(f"resume requested but {ckpt_dir} holds no complete checkpoint; starting from step 0")
         else:
@@ -422,6 +425,8 @@ def _write_error(spec: dict | None, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # deprecation notices of the libraries (renamed arguments) are noise in a job's log
+    warnings.filterwarnings("ignore", category=FutureWarning)
     stopper = Stopper()
     stopper.install()
     spec = None

@@ -146,7 +146,8 @@ class API:
 
     # --- resumable uploads --------------------------------------------------------------------
 
-    def uploads(self, *, state: str | None = "open", path: str | None = None, public: bool | None = None) -> list:
+    def uploads(self, *, state: str | None = "live", path: str | None = None, public: bool | None = None) -> list:
+        """Your uploads: "live" (open or completing), a state, or None for all."""
         params: dict[str, Any] = {"state": state or ""}
         if path is not None:
             params["path"] = _rel(path)
@@ -161,9 +162,9 @@ class API:
         self.c.delete(f"uploads/{upload_id}")
 
     def find_upload(self, remote_path: str, size: int, sha256: str, *, public: bool = False) -> dict | None:
-        """An open session for the same path and content, to resume."""
-        for u in self.uploads(path=remote_path, public=public):
-            if u["size"] == size and u["sha256"] == sha256 and u["state"] == "open":
+        """An open (or interrupted while completing) session for the same path and content, to resume."""
+        for u in self.uploads(state=None, path=remote_path, public=public):
+            if u["size"] == size and u["sha256"] == sha256 and u["state"] in ("open", "completing"):
                 return u
         return None
 

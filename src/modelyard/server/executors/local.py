@@ -75,6 +75,7 @@ class LocalProcessExecutor(Executor):
     def __init__(self, **kw):
         super().__init__(**kw)
         self._children: dict[int, subprocess.Popen] = {}  # pid -> Popen (our own children)
+        self._ended: dict[tuple[int, float | None], ReplicaStatus] = {}  # how own children ended (poll is idempotent)
         self._watched: set[int] = set()  # pids with a watcher thread
 
     # --- submit -----------------------------------------------------------------------------
@@ -152,19 +153,28 @@ class LocalProcessExecutor(Executor):
 
     # --- poll / recover ---------------------------------------------------------------------
     def poll(self, handle: ReplicaHandle) -> ReplicaStatus:
+        key = (handle.pid, handle.pid_start_time)
         with self.lock:
             child = self._children.get(handle.pid) if handle.pid else None
+            ended = self._ended.get(key)
+        if ended is not None:
+            return ended
         if child is not None:
             rc = child.poll()
             if rc is None:
                 return ReplicaStatus(alive=True)
-            with self.lock:
-                self._children.pop(handle.pid, None)
             code = read_exit_code(handle.replica_dir)
             if code is not None:
-                return ReplicaStatus(alive=False, exit_code=code, reason=describe_code(code))
-            # the wrapper itself died without recording its child's code (SIGKILL of the group)
-            return ReplicaStatus(alive=False, exit_code=rc, reason=describe_code(rc))
+                st = ReplicaStatus(alive=False, exit_code=code, reason=describe_code(code))
+            else:  # the wrapper itself died without recording its child's code (SIGKILL of the group)
+                st = ReplicaStatus(alive=False, exit_code=rc, reason=describe_code(rc))
+            with self.lock:
+                self._children.pop(handle.pid, None)
+                self._ended[key] = st
+                if len(self._ended) > 10000:  # old entries: their jobs were finished long ago
+                    for k in list(self._ended)[:5000]:
+                        del self._ended[k]
+            return st
         if same_process(handle.pid, handle.pid_start_time) is not None:
             return ReplicaStatus(alive=True)
         code = read_exit_code(handle.replica_dir)

@@ -37,11 +37,14 @@ class JobModel(IdMixin, TimestampMixin, Base):
     is_pretrain: Mapped[bool] = mapped_column(Boolean, default=False)
     strategy: Mapped[str | None] = mapped_column(String(16))  # LoRA | FineTune (training jobs)
     origin: Mapped[str] = mapped_column(String(16), default="api")  # api | seed | search
+    search_id: Mapped[str | None] = mapped_column(String(32), index=True)  # a hyperparameter search's trial
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     is_urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     # the normalised request: roles, command, env, data, hyperparameters ... (see services/jobs.py)
     spec: Mapped[dict] = mapped_column(JSON, default=dict)
+    # spec["roles"] again, small, so a scheduling pass over a long queue reads no large documents
+    roles: Mapped[list] = mapped_column(JSON, default=list)
     image_id: Mapped[str | None] = mapped_column(String(32), index=True)
     image_version_id: Mapped[str | None] = mapped_column(String(32), index=True)
     model_version_id: Mapped[str | None] = mapped_column(String(32), index=True)

@@ -194,11 +194,11 @@ def _iter_file(path, start: int, length: int) -> Iterator[bytes]:
         os.close(fd)
 
 
-@router.api_route("/files/download", methods=["GET", "HEAD"], summary="Download a file (HTTP Range supported)",
-                  response_class=StreamingResponse, responses={206: {"description": "partial content"},
-                                                                416: {"description": "range not satisfiable"}})
-def download(request: Request, ctx: CtxDep, principal: UserDep, path: str, public: bool = False,
-             user_id: str | None = None, range_: str | None = Header(None, alias="range")):
+_DOWNLOAD_RESPONSES = {206: {"description": "partial content"}, 416: {"description": "range not satisfiable"}}
+
+
+def _download(request: Request, ctx, principal: Principal, path: str, public: bool, user_id: str | None,
+              range_: str | None) -> Response:
     d: fs.Download = _read(ctx, principal, public, user_id, lambda s, sc: fs.open_download(s, sc, path))
     name = fs.name_of(d.rel)
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{d.size:x}-{d.mtime_ns:x}"',
@@ -224,6 +224,20 @@ def download(request: Request, ctx: CtxDep, principal: UserDep, path: str, publi
                              media_type="application/octet-stream")
 
 
+@router.get("/files/download", summary="Download a file (HTTP Range: one `bytes=` range -> 206; bad range -> 416)",
+            response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
+def download(request: Request, ctx: CtxDep, principal: UserDep, path: str, public: bool = False,
+             user_id: str | None = None, range_: str | None = Header(None, alias="range")):
+    return _download(request, ctx, principal, path, public, user_id, range_)
+
+
+@router.head("/files/download", summary="A download's headers (size, ranges, checksum) without the body",
+             response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
+def download_head(request: Request, ctx: CtxDep, principal: UserDep, path: str, public: bool = False,
+                  user_id: str | None = None, range_: str | None = Header(None, alias="range")):
+    return _download(request, ctx, principal, path, public, user_id, range_)
+
+
 # --- resumable uploads ---------------------------------------------------------------------------
 
 @router.post("/uploads", response_model=UploadState, status_code=status.HTTP_201_CREATED, tags=["uploads"],
@@ -236,8 +250,9 @@ def create_upload(req: UploadCreate, ctx: CtxDep, principal: UserDep):
         return up.upload_view(s, u)
 
 
-@router.get("/uploads", response_model=list[UploadState], tags=["uploads"], summary="My uploads (open by default)")
-def list_uploads(ctx: CtxDep, principal: UserDep, state: str | None = "open", path: str | None = None,
+@router.get("/uploads", response_model=list[UploadState], tags=["uploads"],
+            summary="My uploads: `live` (open or completing, the default), a state, or '' for all")
+def list_uploads(ctx: CtxDep, principal: UserDep, state: str | None = "live", path: str | None = None,
                  public: bool | None = None):
     with fs.transaction(ctx.sessions, readonly=True) as s:
         return up.list_uploads(s, principal, state=state or None, path=path, public=public)
@@ -272,4 +287,3 @@ def complete_upload(upload_id: str, ctx: CtxDep, principal: UserDep):
 def abort_upload(upload_id: str, ctx: CtxDep, principal: UserDep):
     up.abort_upload(ctx, principal, upload_id)
     return Response(status_code=204)
-

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 from fastapi import APIRouter, Query, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from modelyard.core.enums import JobState
@@ -41,9 +42,7 @@ def list_jobs(ctx: CtxDep, principal: UserDep, state: str | None = Query(None, d
               search_id: str | None = None, page: int = 1, page_size: int = 20):
     with session_scope(ctx.sessions, readonly=True) as session:
         items, total = svc.list_jobs(session, principal, page=page, page_size=page_size, states=_csv(state),
-                                     kinds=_csv(kind), q=q)
-    if search_id:
-        items = [j for j in items if (j.spec or {}).get("search_id") == search_id]
+                                     kinds=_csv(kind), q=q, search_id=search_id)
     return Page(items=[JobResponse.model_validate(j) for j in items], total=total, page=page, page_size=page_size)
 
 
@@ -124,30 +123,32 @@ def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
                 return None, None, finished
             return handle_of(rep), executor_for(ctx, rep), finished
 
-    def stream():
+    async def stream():
+        # async, so a follower holds no worker thread while it waits; the short blocking reads
+        # (a file chunk, a job's state) go through the thread pool
         pos = offset
         handle = ex = None
         while True:
             if handle is None:
-                handle, ex, finished = locate()
+                handle, ex, finished = await run_in_threadpool(locate)
                 if handle is None:
                     if finished or not follow:
                         return
-                    time.sleep(poll_s)
+                    await asyncio.sleep(poll_s)
                     continue
-            data, pos = ex.logs(handle, offset=pos, limit=256 * 1024)
+            data, pos = await run_in_threadpool(ex.logs, handle, offset=pos, limit=256 * 1024)
             if data:
                 yield data
                 continue
             if not follow:
                 return
-            _h, _e, finished = locate()
+            _h, _e, finished = await run_in_threadpool(locate)
             if finished:
-                data, pos = ex.logs(handle, offset=pos, limit=1 << 30)
+                data, pos = await run_in_threadpool(ex.logs, handle, offset=pos, limit=1 << 30)
                 if data:
                     yield data
                 return
-            time.sleep(poll_s)
+            await asyncio.sleep(poll_s)
 
     return StreamingResponse(stream(), media_type="text/plain; charset=utf-8",
                              headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})

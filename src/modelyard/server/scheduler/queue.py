@@ -131,9 +131,12 @@ class PassView:
 
 
 def queued_jobs(session) -> list[_Queued]:
-    return [_Queued(r.id, r.owner_id, r.spec["roles"], r.waiting_reason) for r in session.execute(
-        select(JobModel.id, JobModel.owner_id, JobModel.spec, JobModel.waiting_reason)
-        .where(JobModel.state == JobState.queued.value).order_by(*QUEUE_ORDER))]
+    rows = session.execute(select(JobModel.id, JobModel.owner_id, JobModel.roles, JobModel.waiting_reason)
+                           .where(JobModel.state == JobState.queued.value).order_by(*QUEUE_ORDER)).all()
+    missing = [r.id for r in rows if not r.roles]  # rows written without the roles column
+    spec_roles = dict(session.execute(select(JobModel.id, JobModel.spec).where(JobModel.id.in_(missing))).all()) \
+        if missing else {}
+    return [_Queued(r.id, r.owner_id, r.roles or spec_roles[r.id]["roles"], r.waiting_reason) for r in rows]
 
 
 def schedule_pass(ctx: Any, *, launch: bool = True, limit: int | None = None) -> PassResult:
@@ -204,7 +207,9 @@ def admit(ctx: Any, job_id: str, view: PassView | None = None) -> tuple[str, lis
     """One job in one transaction: ('started', allocations) -- now starting, resources held -- or
     ('quota' | 'capacity' | 'gone', [])."""
     with session_scope(ctx.sessions) as s:
-        job = s.get(JobModel, job_id)
+        # row lock first (PostgreSQL; SQLite's write lock is already held): a concurrent pass that
+        # admitted this job commits before we read it, so we see `starting` and leave it alone
+        job = s.get(JobModel, job_id, with_for_update=True, populate_existing=True)
         if job is None or job.state != JobState.queued.value:
             return "gone", []
         roles = job.spec["roles"]

@@ -25,7 +25,13 @@ from sqlalchemy import select, update
 
 from modelyard.core.enums import JobState
 from modelyard.server.db import session_scope
-from modelyard.server.executors.base import Executor, ReplicaHandle, ReplicaLaunch, get_executor
+from modelyard.server.executors.base import (
+    Executor,
+    ReplicaHandle,
+    ReplicaLaunch,
+    ReplicaStatus,
+    get_executor,
+)
 from modelyard.server.orm import NodeModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobModel, JobReplicaModel
@@ -182,6 +188,8 @@ def reconcile(ctx: Any) -> None:
                 _reconcile_starting(ctx, job_id)
             else:
                 reconcile_job(ctx, job_id)
+        except StaleState:
+            log.debug("job %s changed state while being reconciled; next pass", job_id)
         except Exception:
             log.exception("reconciling job %s failed", job_id)
 
@@ -218,29 +226,60 @@ def _reconcile_starting(ctx: Any, job_id: str, *, at_startup: bool = False) -> N
     launch_job(ctx, job_id)
 
 
-def reconcile_job(ctx: Any, job_id: str) -> None:
+def _changed(ctx: Any, job_id: str) -> bool:
+    """Read-only look: does the job need a write (a replica ended, new metrics, a cancel)? Most
+    passes find nothing, and then take no write lock at all."""
+    with session_scope(ctx.sessions, readonly=True) as s:
+        job = s.get(JobModel, job_id)
+        if job is None or job.state != JobState.running.value:
+            return False
+        if job.cancel_requested_at is not None:
+            return True
+        try:
+            if jobs_svc.metrics_file(ctx.settings, job).stat().st_size != (job.metrics_offset or 0):
+                return True
+        except OSError:
+            pass
+        reps = [r for r in jobs_svc.replicas_of(s, job_id) if r.attempt == job.attempt
+                and r.state in ("starting", "running")]
+    for rep in reps:
+        try:
+            if not executor_for(ctx, rep).poll(handle_of(rep)).alive:
+                return True
+        except LookupError:
+            return True
+    return not reps
+
+
+def reconcile_job(ctx: Any, job_id: str, *, force: bool = False) -> None:
+    if not force and not _changed(ctx, job_id):
+        return
     settings = ctx.settings
     kill_after: list[tuple[Executor, list[ReplicaHandle]]] = []
     with session_scope(ctx.sessions) as s:
-        job = s.get(JobModel, job_id)
+        job = s.get(JobModel, job_id, with_for_update=True, populate_existing=True)
         if job is None or job.state != JobState.running.value:
             return
-        try:
-            jobs_svc.ingest_metrics(s, settings, job)
-        except Exception:
-            log.exception("ingesting metrics of job %s failed", job_id)
         reps = [r for r in jobs_svc.replicas_of(s, job_id) if r.attempt == job.attempt]
         now = utcnow()
         for rep in reps:
             if rep.state not in ("starting", "running"):
                 continue
-            st = executor_for(ctx, rep).poll(handle_of(rep))
+            try:
+                st = executor_for(ctx, rep).poll(handle_of(rep))
+            except LookupError as exc:  # its node's executor is not available in this server
+                st = ReplicaStatus(alive=False, exit_code=None, reason=str(exc))
             if st.alive:
                 continue
             rep.exit_code = st.exit_code
-            rep.state = "succeeded" if st.exit_code == 0 else "failed"
+            rep.state = ("succeeded" if st.exit_code == 0 else
+                         "cancelled" if job.cancel_requested_at is not None else "failed")
             rep.message = st.reason[:1024]
             rep.finished_at = now
+        try:  # after polling: whatever an ended replica wrote before exiting is in the file now
+            jobs_svc.ingest_metrics(s, settings, job)
+        except Exception:
+            log.exception("ingesting metrics of job %s failed", job_id)
         alive = [r for r in reps if r.state in ("starting", "running")]
         failed = [r for r in reps if r.state == "failed"]
 
@@ -329,7 +368,7 @@ def recover(ctx: Any) -> dict[str, int]:
                 events.record(s, actor_id=None, kind="job.recovered", object_type="job", object_id=job_id,
                               message="server restarted: replicas re-attached or resolved",
                               data={"replicas": [r.name for r in reps]})
-            reconcile_job(ctx, job_id)
+            reconcile_job(ctx, job_id, force=True)
         except Exception:
             log.exception("recovering job %s failed", job_id)
     return stats

@@ -126,7 +126,7 @@ def transition(session: Session, job: JobModel, to_state: str | JobState, *, act
         session.execute(
             update(JobReplicaModel).where(JobReplicaModel.job_id == job.id,
                                           JobReplicaModel.state.in_(ACTIVE_REPLICA_STATES))
-            .values(state=to.value if to is not S.succeeded else "succeeded", finished_at=now)
+            .values(state=to.value, finished_at=now)
             .execution_options(synchronize_session="fetch"))
     payload = {"from": frm.value, "to": to.value, "attempt": job.attempt}
     if reason:

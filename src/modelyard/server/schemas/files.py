@@ -107,7 +107,7 @@ class UploadState(BaseModel):
     chunk_size: int
     chunk_count: int
     overwrite: bool
-    state: str = Field(description="open | completed | aborted | failed | expired")
+    state: str = Field(description="open | completing | completed | aborted | failed | expired")
     error: str | None
     received: list[int]
     missing: list[int]

@@ -47,7 +47,9 @@ class JobSubmit(BaseModel):
     is_urgent: bool = False
     roles: list[RoleSpec] = Field(default_factory=list, description="default: one master replica")
     # custom jobs
-    image: str | None = Field(None, description="image id or name[:tag]; its env/workdir/entrypoint apply")
+    image: str | None = Field(None, description="image version id, image id/name (newest version) or name:tag. "
+                              "No container runtime: the replica is a host process; the image's Env (not PATH/"
+                              "HOME), Entrypoint/Cmd and WorkingDir (when it exists in your files) are applied")
     command: str | list[str] | None = Field(None, description="a shell command line, or an argv list")
     commands: list[str] | None = Field(None, description="shell commands run in order (stop at the first failure)")
     mpi_command: str | None = None

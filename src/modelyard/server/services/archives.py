@@ -285,7 +285,7 @@ def extract(ctx, principal: Principal, *, path: str, dest: str | None = None, pu
     """Extract the archive at path into dest (default: a folder named after the archive next to it)."""
     settings = ctx.settings
     dest_public = public if dest_public is None else dest_public
-    with fs.transaction(ctx.sessions, readonly=True) as s:
+    with fs.transaction(ctx.sessions) as s:  # short; may index a root on first use
         src_scope = fs.scope_for(s, settings, principal, public=public, user_id=None if public else user_id)
         src_abs, src_rel = fs.resolve(src_scope, path)
         dst_scope = fs.scope_for(s, settings, principal, public=dest_public, user_id=user_id)

@@ -31,6 +31,7 @@ the entries a user owns, plus what their open resumable uploads reserve. Every w
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -579,7 +580,7 @@ def storage_usage(session: Session, settings: Settings, user_id: str) -> tuple[i
 def reserved(session: Session, owner_id: str, *, exclude_upload: str | None = None) -> tuple[int, int]:
     """(bytes, files) reserved by the user's open resumable uploads."""
     stmt = select(func.coalesce(func.sum(UploadModel.size), 0), func.count()).where(
-        UploadModel.owner_id == owner_id, UploadModel.state == "open")
+        UploadModel.owner_id == owner_id, UploadModel.state.in_(("open", "completing")))
     if exclude_upload:
         stmt = stmt.where(UploadModel.id != exclude_upload)
     row = session.execute(stmt).one()
@@ -923,7 +924,7 @@ def place_files(session: Session, settings: Settings, scope: Scope, items: list[
     for it in items:
         all_created += make_dirs(session, scope, parent_of(it.rel))
         existed = os.path.lexists(it.abs)
-        os.replace(it.tmp, it.abs)
+        _replace_into(it.tmp, it.abs)
         if not existed:
             hooks.append(lambda p=it.abs: p.unlink(missing_ok=True))
         st = it.abs.stat()
@@ -938,6 +939,29 @@ def place_files(session: Session, settings: Settings, scope: Scope, items: list[
             _event(session, scope, kind, row.id, it.rel, f"stored {it.rel} ({st.st_size} bytes)",
                    size=st.st_size, sha256=it.sha256, **(data or {}))
     return placed
+
+
+def _replace_into(tmp: Path, target: Path) -> None:
+    """os.replace (atomic). Temp files live under settings.uploads_dir, normally on the roots'
+    filesystem; if it is another one (EXDEV), the data is first copied to a temp file next to the
+    target, synced, and that one is renamed into place — still atomic for readers."""
+    try:
+        os.replace(tmp, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    near = target.with_name(f"{SCRATCH_PREFIX}{new_id()}.part")
+    try:
+        with open(tmp, "rb") as src, open(near, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(near, target)
+    except BaseException:
+        near.unlink(missing_ok=True)
+        raise
+    tmp.unlink(missing_ok=True)
 
 
 def _ancestors(rel: str) -> list[str]:
@@ -981,13 +1005,19 @@ def clear_rollback_hooks(session: Session) -> None:
 def expire_uploads(session: Session, settings: Settings) -> int:
     """Mark idle open uploads past their expiry as expired and remove their partial files."""
     now = utcnow()
-    stale = list(session.scalars(select(UploadModel).where(UploadModel.state == "open", UploadModel.expires_at < now)))
+    stale = list(session.scalars(select(UploadModel).where(UploadModel.state.in_(("open", "completing")),
+                                                           UploadModel.expires_at < now)))
     for up in stale:
         up.state, up.error = "expired", "expired before completion"
+        events.record(session, actor_id=None, kind="upload.expired", object_type="upload", object_id=up.id,
+                      message=f"upload of {up.path} expired", data={"root": up.root, "path": up.path})
         try:
             os.unlink(settings.uploads_dir / f"{up.id}.part")
         except FileNotFoundError:
             pass
+        from modelyard.server.services.uploads import forget
+
+        forget(up.id)
     tmp = settings.uploads_dir / "tmp"
     if tmp.is_dir():
         cutoff = now.timestamp() - 86400

@@ -11,6 +11,15 @@ Files of a job live in settings.jobs_dir/<job_id>/:
     checkpoints/         MODELYARD_CHECKPOINT_DIR unless checkPointDir names a folder in the user's files
     metrics.jsonl        MODELYARD_METRICS_FILE: ingested into job_metrics by the reconcile loop
     <role>-<index>/      one per replica: its working dir, output.log, launch.json, exit_code
+
+Images (custom jobs): there is no container runtime here; a replica is a host process. A job that
+names an image records it (image_id / image_version_id, so the image cannot be deleted while the
+job is queued or running) and applies what makes sense on the host: the image config's Env
+(except PATH, HOME, HOSTNAME, LD_LIBRARY_PATH, TERM, which describe the image's own filesystem),
+its Entrypoint (prepended to an argv command; Entrypoint + Cmd when no command is given), and its
+WorkingDir when the same folder exists in the user's files (e.g. /Code -> <user root>/Code).
+User, ExposedPorts, volumes and the layers themselves are not applied. The platform's python
+(with torch, transformers, peft) comes first on PATH.
 """
 
 from __future__ import annotations
@@ -489,7 +498,7 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
 
     job = JobModel(id=job_id, owner_id=owner, name=name, description=req.description, kind=kind,
                    is_pretrain=is_pretrain, strategy=strategy, origin=origin, state=JobState.pending.value,
-                   priority=req.priority, is_urgent=req.is_urgent, spec=spec,
+                   priority=req.priority, is_urgent=req.is_urgent, spec=spec, roles=roles, search_id=req.search_id,
                    image_id=(image or {}).get("id"), image_version_id=(image or {}).get("version_id"),
                    model_version_id=model_v.id if model_v is not None else None,
                    dataset_version_id=dataset_v.id if dataset_v is not None else None)
@@ -566,8 +575,11 @@ def get_job(session: Session, principal: Principal, job_id: str) -> JobModel:
     return access.get_visible(session, JobModel, job_id, principal, what="job")
 
 
-def _get_owned(session: Session, principal: Principal, job_id: str) -> JobModel:
-    return access.get_owned(session, JobModel, job_id, principal, what="job")
+def _get_owned(session: Session, principal: Principal, job_id: str, *, lock: bool = False) -> JobModel:
+    job = access.get_owned(session, JobModel, job_id, principal, what="job")
+    if lock:  # PostgreSQL: serialise with the scheduler / reconciler acting on the same job
+        session.refresh(job, with_for_update=True)
+    return job
 
 
 def list_query(principal: Principal, *, states: list[str] | None = None, kinds: list[str] | None = None,
@@ -586,6 +598,8 @@ def list_query(principal: Principal, *, states: list[str] | None = None, kinds: 
         stmt = stmt.where(JobModel.origin == origin)
     if is_pretrain is not None:
         stmt = stmt.where(JobModel.is_pretrain.is_(is_pretrain))
+    if search_id:
+        stmt = stmt.where(JobModel.search_id == search_id)
     return stmt.order_by(JobModel.created_at.desc(), JobModel.id.desc())
 
 
@@ -659,7 +673,7 @@ def cancel_job(session: Session, ctx: Any, *, principal: Principal, job_id: str,
     reconcile loop sends SIGTERM to their process groups, SIGKILL after
     settings.scheduler.cancel_grace_s, and moves the job to cancelled (releasing its resources in
     that same transaction) once no replica is left."""
-    job = _get_owned(session, principal, job_id)
+    job = _get_owned(session, principal, job_id, lock=True)
     state = JobState(job.state)
     if state.finished:
         raise Conflict(f"job {job.id} already {state.value}", code="job_finished")
@@ -677,7 +691,7 @@ def cancel_job(session: Session, ctx: Any, *, principal: Principal, job_id: str,
 def resume_job(session: Session, ctx: Any, *, principal: Principal, job_id: str) -> JobModel:
     """A failed or cancelled job is queued again as a new attempt; training resumes from the newest
     checkpoint in its checkpoint dir (spec resume=true)."""
-    job = _get_owned(session, principal, job_id)
+    job = _get_owned(session, principal, job_id, lock=True)
     if job.state not in (JobState.failed.value, JobState.cancelled.value):
         raise Conflict(f"only failed or cancelled jobs can be resumed; job {job.id} is {job.state}",
                        code="not_resumable")
@@ -751,6 +765,7 @@ def finalize_training(session: Session, settings: Settings, job: JobModel) -> An
 
 # --- metrics ingestion (called by the reconcile loop) ---------------------------------------------
 
+NOT_SERIES = ("step", "ts", "max_steps", "total_steps")  # progress only, not a time series
 PROGRESS_KEYS = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_s",
                  "max_steps", "total_steps", "ts")
 
@@ -790,7 +805,7 @@ def ingest_metrics(session: Session, settings: Settings, job: JobModel, *, max_b
         ts = rec.get("ts")
         ts = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else utcnow().timestamp()
         for name, value in rec.items():
-            if name in ("step", "ts") or isinstance(value, bool) or not isinstance(value, int | float):
+            if name in NOT_SERIES or isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             if len(name) > 64 or not math.isfinite(float(value)):
                 continue

@@ -871,9 +871,32 @@ def _complete(session: Session, search: SearchModel, trials: list[SearchTrialMod
             f"trial {t.number} {t.state}: {t.message}" for t in trials[:5] if t.message)[:4000]
     else:
         search.state = "succeeded"
+        _alias_best(session, search, best)
     events.record(session, actor_id=None, kind="search.finished", object_type="search", object_id=search.id,
                   message=f"search {search.state}", data={"state": search.state, "trials": len(trials),
                                                           "best_trial": best.number if best else None})
+
+
+BEST_ALIAS = "best"
+
+
+def _alias_best(session: Session, search: SearchModel, best: SearchTrialModel) -> None:
+    """Point the alias `best` of the trials' model at the best trial's version, so
+    "<model>:best" names it wherever a model reference is taken."""
+    if not best.model_version_id:
+        return
+    try:
+        from modelyard.server.orm.models import ModelVersionModel
+        from modelyard.server.services import models
+
+        v = session.get(ModelVersionModel, best.model_version_id)
+        if v is None:
+            return
+        model = models.model_of(session, v)
+        models.set_alias(session, _principal(session, search.owner_id), model, BEST_ALIAS, v.version)
+        search.note = (f"{model.name}:{BEST_ALIAS} = version {v.version} (trial {best.number})")[:1024]
+    except ModelyardError as exc:  # the model was changed meanwhile: the search still has best_model_version_id
+        search.note = f"could not set alias {BEST_ALIAS}: {exc.message}"[:1024]
 
 
 def step(ctx: Any, search_id: str) -> bool:

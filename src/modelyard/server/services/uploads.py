@@ -94,6 +94,39 @@ _RUNNING: dict[str, _Running] = {}
 _RUNNING_LOCK = threading.Lock()
 
 
+_WRITERS: dict[str, int] = {}
+_WRITERS_COND = threading.Condition()
+LIVE = ("open", "completing")  # states that hold a partial file and a quota reservation
+
+
+@contextlib.contextmanager
+def _writer(upload_id: str):
+    """Count a chunk request working on an upload's partial file (completion waits for none)."""
+    with _WRITERS_COND:
+        _WRITERS[upload_id] = _WRITERS.get(upload_id, 0) + 1
+    try:
+        yield
+    finally:
+        with _WRITERS_COND:
+            n = _WRITERS.get(upload_id, 1) - 1
+            if n:
+                _WRITERS[upload_id] = n
+            else:
+                _WRITERS.pop(upload_id, None)
+            _WRITERS_COND.notify_all()
+
+
+def _wait_writers(upload_id: str, timeout: float = 300.0) -> bool:
+    with _WRITERS_COND:
+        return _WRITERS_COND.wait_for(lambda: upload_id not in _WRITERS, timeout)
+
+
+def forget(upload_id: str) -> None:
+    """Drop the running hash of an upload that will not complete."""
+    with _RUNNING_LOCK:
+        _RUNNING.pop(upload_id, None)
+
+
 def _claim(upload_id: str, offset: int):
     """The hash state to extend while chunk data at `offset` streams in, if it is the next one."""
     with _RUNNING_LOCK:
@@ -141,7 +174,7 @@ def _advance(sessions, settings: Settings, upload_id: str) -> None:
     try:
         with fs.transaction(sessions, readonly=True) as s:
             up = s.get(UploadModel, upload_id)
-            if up is None or up.state != "open":
+            if up is None or up.state not in LIVE:
                 return
             size, cs = up.size, up.chunk_size
             received = set(s.scalars(select(UploadChunkModel.index).where(UploadChunkModel.upload_id == upload_id)))
@@ -185,6 +218,43 @@ def _running_digest(upload_id: str, size: int, wait_s: float = 60.0) -> str | No
 
 # --- streaming a body to disk -------------------------------------------------------------------
 
+def _writeback_starter() -> Callable[[int, int, int], None]:
+    """start_writeback(fd, offset, length): ask the kernel to begin writing a just-written range
+    to disk without waiting for it (Linux sync_file_range(SYNC_FILE_RANGE_WRITE)). The disk then
+    works while the rest of the upload arrives, instead of everything waiting for the final fsync
+    (which only makes it durable). Elsewhere: a no-op."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    SYNC_FILE_RANGE_WRITE = 2
+
+    def start(fd: int, offset: int, length: int) -> None:
+        fn(fd, offset, length, SYNC_FILE_RANGE_WRITE)  # best effort: errors only mean no head start
+
+    return start
+
+
+start_writeback = _writeback_starter()
+
+
+async def _guard(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A body whose client went away mid-way ends as a 400 (never a 500 with a traceback)."""
+    from starlette.requests import ClientDisconnect
+
+    try:
+        async for piece in stream:
+            yield piece
+    except ClientDisconnect as exc:
+        raise BadRequest("the client disconnected before the body was complete", code="client_disconnected") from exc
+
+
 async def write_stream(fd: int, offset: int, length: int, stream: AsyncIterator[bytes], hashers: list) -> int:
     """Write exactly `length` bytes of stream at `offset`. Received pieces are gathered up to
     ~1 MiB; each batch is written with one os.pwritev (no joining copy) in an I/O thread and hashed
@@ -201,6 +271,7 @@ async def write_stream(fd: int, offset: int, length: int, stream: AsyncIterator[
                 n = os.pwrite(fd, data, at + done)
                 done += n
                 data = data[n:]
+        start_writeback(fd, at, total)
 
     def digest(pieces: list[bytes]) -> None:
         for h in hashers:
@@ -348,12 +419,12 @@ def _ranges(indices: list[int], up: UploadModel) -> list[list[int]]:
 def upload_view(session: Session, up: UploadModel) -> dict:
     received = sorted(session.scalars(select(UploadChunkModel.index).where(UploadChunkModel.upload_id == up.id)))
     have = set(received)
-    missing = [i for i in range(up.chunk_count) if i not in have] if up.state == "open" else []
+    missing = [i for i in range(up.chunk_count) if i not in have] if up.state in LIVE else []
     view = {"id": up.id, "path": up.path, "public": up.root == PUBLIC_ROOT, "owner_id": up.owner_id,
             "size": up.size, "sha256": up.sha256, "chunk_size": up.chunk_size, "chunk_count": up.chunk_count,
             "overwrite": up.overwrite, "state": up.state, "error": up.error or None,
             "received": received, "missing": missing,
-            "received_bytes": sum(chunk_len(up, i) for i in received) if up.state == "open" else
+            "received_bytes": sum(chunk_len(up, i) for i in received) if up.state in LIVE else
             (up.size if up.state == "completed" else 0),
             "received_ranges": _ranges(received, up), "created_at": up.created_at, "updated_at": up.updated_at,
             "expires_at": up.expires_at, "completed_at": up.completed_at, "file": None}
@@ -366,10 +437,14 @@ def upload_view(session: Session, up: UploadModel) -> dict:
     return view
 
 
-def list_uploads(session: Session, principal: Principal, *, state: str | None = "open", path: str | None = None,
+def list_uploads(session: Session, principal: Principal, *, state: str | None = "live", path: str | None = None,
                  public: bool | None = None) -> list[dict]:
+    """The caller's uploads, newest first: state "live" (open or completing, the default), one
+    state, or None for all."""
     stmt = select(UploadModel).where(UploadModel.owner_id == principal.id).order_by(UploadModel.created_at.desc())
-    if state:
+    if state == "live":
+        stmt = stmt.where(UploadModel.state.in_(LIVE))
+    elif state:
         stmt = stmt.where(UploadModel.state == state)
     if path is not None:
         stmt = stmt.where(UploadModel.path == path.lstrip("/"))
@@ -420,32 +495,34 @@ async def receive_chunk(ctx, principal: Principal, upload_id: str, index: int, s
         chunk_sha256 = chunk_sha256.strip().lower()
         if not _SHA.match(chunk_sha256):
             raise BadRequest("X-Chunk-SHA256 must be 64 hexadecimal characters", code="invalid_sha256")
-    offset, length, _count, done = await run_in_threadpool(_chunk_begin, ctx.sessions, principal, upload_id, index)
-    if done:
-        _invalidate_if_hashed(upload_id, offset)
-    try:
-        fd = os.open(partial_path(ctx.settings, upload_id), os.O_WRONLY)
-    except FileNotFoundError as exc:
-        raise Conflict(f"upload {upload_id} has lost its partial file; abort it and start again",
-                       code="upload_partial_missing") from exc
-    running = _claim(upload_id, offset)
-    check = hashlib.sha256() if chunk_sha256 else None
-    hashers = [h for h in (running, check) if h is not None]
-    ok = False
-    loop = asyncio.get_running_loop()
-    try:
-        await write_stream(fd, offset, length, stream, hashers)
-        if check is not None and check.hexdigest() != chunk_sha256:
-            raise BadRequest(f"chunk {index} SHA-256 is {check.hexdigest()}, expected {chunk_sha256}",
-                             code="chunk_checksum_mismatch")
-        result = await run_in_threadpool(_chunk_done, ctx.sessions, principal, upload_id, index, length,
-                                         chunk_sha256)
-        ok = True
-    finally:
-        os.close(fd)
-        if running is not None:
-            _settle(upload_id, running if ok else None, offset + length if ok else None)
-    await loop.run_in_executor(_IO, _advance, ctx.sessions, ctx.settings, upload_id)
+    with _writer(upload_id):  # entered before the state check: completion waits for us or refuses us
+        offset, length, _count, done = await run_in_threadpool(_chunk_begin, ctx.sessions, principal, upload_id,
+                                                               index)
+        if done:
+            _invalidate_if_hashed(upload_id, offset)
+        try:
+            fd = os.open(partial_path(ctx.settings, upload_id), os.O_WRONLY)
+        except FileNotFoundError as exc:
+            raise Conflict(f"upload {upload_id} has lost its partial file; abort it and start again",
+                           code="upload_partial_missing") from exc
+        running = _claim(upload_id, offset)
+        check = hashlib.sha256() if chunk_sha256 else None
+        hashers = [h for h in (running, check) if h is not None]
+        ok = False
+        loop = asyncio.get_running_loop()
+        try:
+            await write_stream(fd, offset, length, _guard(stream), hashers)
+            if check is not None and check.hexdigest() != chunk_sha256:
+                raise BadRequest(f"chunk {index} SHA-256 is {check.hexdigest()}, expected {chunk_sha256}",
+                                 code="chunk_checksum_mismatch")
+            result = await run_in_threadpool(_chunk_done, ctx.sessions, principal, upload_id, index, length,
+                                             chunk_sha256)
+            ok = True
+        finally:
+            os.close(fd)
+            if running is not None:
+                _settle(upload_id, running if ok else None, offset + length if ok else None)
+        await loop.run_in_executor(_IO, _advance, ctx.sessions, ctx.settings, upload_id)
     return result
 
 
@@ -466,7 +543,7 @@ def _file_sha256(path: Path) -> str:
 def _fail(ctx, principal: Principal, upload_id: str, reason: str, kind: str = "upload.failed") -> None:
     with fs.transaction(ctx.sessions) as s:
         up = get_upload(s, principal, upload_id, for_update=True)
-        if up.state == "open":
+        if up.state in LIVE:
             up.state, up.error = "failed", reason[:1024]
             s.execute(delete(UploadChunkModel).where(UploadChunkModel.upload_id == upload_id))
             events.record(s, actor_id=principal.id, kind=kind, object_type="upload", object_id=upload_id,
@@ -475,44 +552,58 @@ def _fail(ctx, principal: Principal, upload_id: str, reason: str, kind: str = "u
     _RUNNING.pop(upload_id, None)
 
 
+def _reopen(ctx, upload_id: str) -> None:
+    """A completion that could not finish (conflict, I/O error): the session is open again."""
+    with fs.transaction(ctx.sessions) as s:
+        up = s.get(UploadModel, upload_id, with_for_update=True)
+        if up is not None and up.state == "completing":
+            up.state = "open"
+
+
 def complete_upload(ctx, principal: Principal, upload_id: str) -> dict:
-    """Verify and place (see the module doc). Calling it again after success answers the same."""
+    """Verify and place (see the module doc). Calling it again after success answers the same.
+
+    The session goes `completing` first (chunk requests are refused from then on, and the ones
+    already writing are waited for), so the bytes verified are the bytes placed."""
     settings = ctx.settings
-    with fs.transaction(ctx.sessions, readonly=True) as s:
-        up = get_upload(s, principal, upload_id)
+    with fs.transaction(ctx.sessions) as s:
+        up = get_upload(s, principal, upload_id, for_update=True)
         if up.state == "completed":
             return upload_view(s, up)
-        if up.state != "open":
+        if up.state not in LIVE:
             raise Conflict(f"upload {upload_id} is {up.state}" + (f": {up.error}" if up.error else ""),
                            code=f"upload_{up.state}")
         view = upload_view(s, up)
+        if view["missing"]:
+            raise Conflict(f"{len(view['missing'])} of {view['chunk_count']} chunks missing",
+                           code="upload_incomplete", details={"missing": view["missing"][:1000]})
+        up.state = "completing"
         size, expected = up.size, up.sha256
-    if view["missing"]:
-        raise Conflict(f"{len(view['missing'])} of {view['chunk_count']} chunks missing", code="upload_incomplete",
-                       details={"missing": view["missing"][:1000]})
-    part = partial_path(settings, upload_id)
     try:
-        st = part.stat()
-    except FileNotFoundError as exc:
-        raise Conflict(f"upload {upload_id} has lost its partial file", code="upload_partial_missing") from exc
-    if st.st_size != size:
-        os.truncate(part, size)
-    actual = _running_digest(upload_id, size) or _file_sha256(part)
-    if actual != expected:
-        _fail(ctx, principal, upload_id, f"SHA-256 mismatch: announced {expected}, received {actual}")
-        raise BadRequest(f"SHA-256 of the received data is {actual}, announced {expected}; nothing was stored",
-                         code="sha256_mismatch", details={"expected": expected, "actual": actual})
-    fd = os.open(part, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        if not _wait_writers(upload_id):
+            raise Conflict("chunk requests are still writing; try again", code="upload_busy")
+        part = partial_path(settings, upload_id)
+        try:
+            st = part.stat()
+        except FileNotFoundError as exc:
+            raise Conflict(f"upload {upload_id} has lost its partial file", code="upload_partial_missing") from exc
+        if st.st_size != size:
+            os.truncate(part, size)
+        actual = _running_digest(upload_id, size) or _file_sha256(part)
+        if actual != expected:
+            _fail(ctx, principal, upload_id, f"SHA-256 mismatch: announced {expected}, received {actual}")
+            raise BadRequest(f"SHA-256 of the received data is {actual}, announced {expected}; nothing was stored",
+                             code="sha256_mismatch", details={"expected": expected, "actual": actual})
+        fd = os.open(part, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         with fs.transaction(ctx.sessions) as s:
             up = get_upload(s, principal, upload_id, for_update=True)
             if up.state == "completed":
                 return upload_view(s, up)
-            if up.state != "open":
+            if up.state != "completing":
                 raise Conflict(f"upload {upload_id} is {up.state}", code=f"upload_{up.state}")
             scope = scope_of(settings, principal, up)
             item = fs.plan_placement(scope, up.path, part, size, actual)
@@ -528,7 +619,10 @@ def complete_upload(ctx, principal: Principal, upload_id: str) -> dict:
     except QuotaExceeded as exc:
         _fail(ctx, principal, upload_id, f"storage quota exceeded at completion: {exc.message}")
         raise
-    _RUNNING.pop(upload_id, None)
+    except BaseException:
+        _reopen(ctx, upload_id)  # no-op once failed
+        raise
+    forget(upload_id)
     return view
 
 
@@ -537,7 +631,7 @@ def abort_upload(ctx, principal: Principal, upload_id: str) -> None:
         up = get_upload(s, principal, upload_id, for_update=True)
         if up.state == "completed":
             raise Conflict(f"upload {upload_id} is already completed", code="upload_completed")
-        if up.state == "open":
+        if up.state in LIVE:
             up.state = "aborted"
             s.execute(delete(UploadChunkModel).where(UploadChunkModel.upload_id == upload_id))
             events.record(s, actor_id=principal.id, kind="upload.aborted", object_type="upload", object_id=upload_id,
@@ -747,14 +841,20 @@ async def multipart_upload(ctx, principal: Principal, content_type: str, stream:
     """Receive a multipart body's files into the directory dir_text (or the form field dir_field)
     of the caller's private root or the public root; user_field (the seed's publicUserId) / user_id
     name who the files belong to (the caller unless admin). Paths are checked as soon as they are
-    known; on any refusal nothing stays anywhere."""
+    known; on any refusal nothing stays anywhere.
+
+    Each file streams into a temp file under settings.uploads_dir/tmp — the roots' filesystem,
+    outside every root, because the target folder may only be known after the file (currentPath
+    can follow the file part) and a half-received file must never be visible in a user's tree —
+    and is then renamed into place atomically (services/files.place_files; a different
+    filesystem falls back to a synced temp file next to the target)."""
     from starlette.concurrency import run_in_threadpool
 
     settings = ctx.settings
     state = {"dir": dir_text, "user": user_id}
 
     def prepare():
-        with fs.transaction(ctx.sessions, readonly=True) as s:
+        with fs.transaction(ctx.sessions) as s:  # may index the root / create the usage row
             scope = fs.scope_for(s, settings, principal, public=public, user_id=user_id)
             if dir_text is not None:
                 fs.resolve(scope, dir_text, strict=strict)
@@ -776,7 +876,8 @@ async def multipart_upload(ctx, principal: Principal, content_type: str, stream:
         if state["dir"] is not None or dir_field is None:
             fs.resolve(scope, fs.join(state["dir"] or "", filename), strict=False)
 
-    fields, received, cleanup = await receive_multipart(content_type, stream, tmp_dir(settings), on_field=on_field,
+    fields, received, cleanup = await receive_multipart(content_type, _guard(stream), tmp_dir(settings),
+                                                        on_field=on_field,
                                                         on_file=on_file, max_bytes=room.bytes_left,
                                                         max_files=room.files_left)
     try:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 03:06:54.452758
+Create Date: 2026-11-23 03:48:23.449957
 """
 
 from alembic import op
@@ -199,10 +199,12 @@ def upgrade() -> None:
         sa.Column("is_pretrain", sa.Boolean(), nullable=False),
         sa.Column("strategy", sa.String(length=16), nullable=True),
         sa.Column("origin", sa.String(length=16), nullable=False),
+        sa.Column("search_id", sa.String(length=32), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("is_urgent", sa.Boolean(), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("roles", sa.JSON(), nullable=False),
         sa.Column("image_id", sa.String(length=32), nullable=True),
         sa.Column("image_version_id", sa.String(length=32), nullable=True),
         sa.Column("model_version_id", sa.String(length=32), nullable=True),
@@ -232,6 +234,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_jobs_model_version_id"), ["model_version_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_jobs_owner_id"), ["owner_id"], unique=False)
         batch_op.create_index("ix_jobs_queue", ["state", "is_urgent", "priority", "queued_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_jobs_search_id"), ["search_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_jobs_state"), ["state"], unique=False)
 
     op.create_table(
@@ -750,6 +753,7 @@ def downgrade() -> None:
     op.drop_table("models")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_jobs_state"))
+        batch_op.drop_index(batch_op.f("ix_jobs_search_id"))
         batch_op.drop_index("ix_jobs_queue")
         batch_op.drop_index(batch_op.f("ix_jobs_owner_id"))
         batch_op.drop_index(batch_op.f("ix_jobs_model_version_id"))
