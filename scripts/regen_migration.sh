@@ -8,6 +8,7 @@ rm -f src/modelyard/server/migrations/versions/0001_initial.py
 MODELYARD_DATABASE_URL="sqlite:///$tmp/m.db" .venv/bin/alembic -c src/modelyard/server/migrations/alembic.ini \
   revision --autogenerate --rev-id 0001 -m initial >/dev/null
 mv src/modelyard/server/migrations/versions/0001_initial*.py src/modelyard/server/migrations/versions/0001_initial.py 2>/dev/null || true
+.venv/bin/ruff check -q --fix src/modelyard/server/migrations/versions/ >/dev/null || true
 .venv/bin/ruff format -q src/modelyard/server/migrations/versions/ || true
 rm -rf "$tmp"
 echo "regenerated src/modelyard/server/migrations/versions/0001_initial.py"

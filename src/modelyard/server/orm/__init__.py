@@ -1,7 +1,16 @@
 """All ORM models; importing this package registers every table on Base.metadata."""
 
-from . import datasets, events, files, images, jobs, models, resources, users  # noqa: F401
-from . import searches  # noqa: F401  (hyperparameter searches)
+from . import (  # noqa: F401
+    datasets,
+    events,
+    files,
+    images,
+    jobs,
+    models,
+    resources,
+    searches,  # noqa: F401  (hyperparameter searches)
+    users,
+)
 from .base import Base, IdMixin, TimestampMixin, utcnow  # noqa: F401
 from .events import EventModel  # noqa: F401
 from .resources import (  # noqa: F401

@@ -20,6 +20,9 @@ its Entrypoint (prepended to an argv command; Entrypoint + Cmd when no command i
 WorkingDir when the same folder exists in the user's files (e.g. /Code -> <user root>/Code).
 User, ExposedPorts, volumes and the layers themselves are not applied. The platform's python
 (with torch, transformers, peft) comes first on PATH.
+
+Modules: jobs_resources.py (roles, replica slots, the never-fits check), jobs_resolve.py (model,
+data, image, command and hyperparameter resolution); their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,24 +38,46 @@ from sqlalchemy import Select, insert, or_, select
 from sqlalchemy.orm import Session
 
 from modelyard.core.enums import JobState
-from modelyard.core.errors import BadRequest, Conflict, NotFound, QuotaExceeded
+from modelyard.core.errors import BadRequest, Conflict, NotFound
 from modelyard.core.ids import new_id
-from modelyard.core.units import gib_to_mib
 from modelyard.server.auth import Principal
-from modelyard.server.orm import AllocationModel, NodeModel, UserModel
+from modelyard.server.orm import AllocationModel, UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobMetricModel, JobModel, JobReplicaModel
-from modelyard.server.scheduler import ledger
 from modelyard.server.scheduler.transitions import transition, wake_after_commit
-from modelyard.server.schemas.jobs import JobSubmit, RoleSpec
+from modelyard.server.schemas.jobs import JobSubmit
 from modelyard.server.services import access, events
+from modelyard.server.services.jobs_resolve import (  # noqa: F401 (re-exported)
+    DATA_SUFFIXES,
+    _as_dict,
+    _data_files,
+    _datasets,
+    _first_row,
+    _hparams,
+    _models,
+    _safe_model_name,
+    build_command,
+    detect_shape,
+    load_user_config,
+    resolve_data,
+    resolve_hyperparameters,
+    resolve_image,
+    resolve_model,
+)
+from modelyard.server.services.jobs_resources import (  # noqa: F401 (re-exported)
+    DEFAULT_ROLE,
+    gpu_kind,
+    never_fits_reasons,
+    normalize_roles,
+    parts_for,
+    refuse_if_never_fits,
+    replica_slots,
+    role_resources,
+)
 from modelyard.server.services.paths import resolve_user_path, user_root
 from modelyard.server.settings import Settings
 
 TRAINING_KINDS = ("finetune", "pretrain")
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
-DEFAULT_ROLE = {"custom": dict(cpu=1.0, memory_mib=1024), "finetune": dict(cpu=2.0, memory_mib=8192),
-                "pretrain": dict(cpu=2.0, memory_mib=8192)}
 # image env vars that describe the image's own filesystem and would break the host process
 IMAGE_ENV_SKIPPED = {"PATH", "HOME", "HOSTNAME", "LD_LIBRARY_PATH", "TERM", "PWD", "SHLVL"}
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES")
@@ -75,349 +99,6 @@ def output_dir(settings: Settings, job: JobModel) -> Path:
 
 def metrics_file(settings: Settings, job: JobModel) -> Path:
     return Path(job.spec.get("metrics_file") or job_dir(settings, job.id) / "metrics.jsonl")
-
-
-# --- resources ---------------------------------------------------------------------------------
-
-def role_resources(role: dict[str, Any]) -> ledger.Resources:
-    """Per-replica resources of a role. GPUs: whole (`gpu`), shared (`vgpu`) or MIG slices (`mig`)."""
-    gpu = role.get("gpu") or {}
-    num = int(gpu.get("num") or 0)
-    share = (gpu.get("share") or "").strip().lower()
-    mig = (gpu.get("mig") or "").strip()
-    res = ledger.Resources(cpu=float(role.get("cpu") or 0), memory_mib=int(role.get("memory_mib") or 0))
-    if mig:
-        res.mig = max(num, 1)
-    elif num and share not in ("", "none", "exclusive", "whole"):
-        res.vgpu = num
-    else:
-        res.gpu = num
-    return res
-
-
-def gpu_kind(role: dict[str, Any]) -> str:
-    r = role_resources(role)
-    return "mig" if r.mig else "vgpu" if r.vgpu else "gpu" if r.gpu else "none"
-
-
-def replica_slots(roles: list[dict[str, Any]]) -> list[tuple[str, int, int, dict[str, Any]]]:
-    """(role, index, rank, role spec) in rank order: master replicas first, then workers."""
-    slots = []
-    rank = 0
-    for wanted in ("master", "worker"):
-        for role in roles:
-            if role["role"] != wanted:
-                continue
-            for i in range(int(role["replicas"])):
-                slots.append((role["role"], i, rank, role))
-                rank += 1
-    return slots
-
-
-def parts_for(roles: list[dict[str, Any]]) -> list[ledger.Part]:
-    return [ledger.Part(name=f"{r}-{i}", resources=role_resources(spec)) for r, i, _rank, spec in replica_slots(roles)]
-
-
-def normalize_roles(roles: list[RoleSpec], kind: str) -> list[dict[str, Any]]:
-    if not roles:
-        roles = [RoleSpec(role="master", replicas=1, **DEFAULT_ROLE[kind])]
-    seen: dict[str, dict[str, Any]] = {}
-    for r in roles:
-        if r.role in seen:
-            raise BadRequest(f"role {r.role!r} given twice", code="invalid_resource")
-        seen[r.role] = r.model_dump()
-    if "master" not in seen:
-        if seen.get("worker", {}).get("replicas", 0) < 1:
-            raise BadRequest("a job needs at least one replica", code="invalid_resource")
-        # the seed allows a worker-only list: its first worker acts as rank 0
-        w = seen.pop("worker")
-        seen["master"] = {**w, "role": "master", "replicas": 1}
-        if w["replicas"] > 1:
-            seen["worker"] = {**w, "replicas": w["replicas"] - 1}
-    if seen["master"]["replicas"] != 1:
-        raise BadRequest("the master role has exactly one replica (use workers for more)",
-                         code="invalid_resource")
-    return [seen[k] for k in ("master", "worker") if k in seen and seen[k]["replicas"] > 0]
-
-
-def never_fits_reasons(session: Session, *, user_id: str, roles: list[dict[str, Any]]) -> tuple[list[str], bool]:
-    """(reasons, quota_related). Empty reasons: the job fits an idle platform."""
-    reasons = ledger.never_fits(session, user_id=user_id, parts=parts_for(roles))
-    quota_related = any("quota" in r for r in reasons)
-    nodes = session.scalars(select(NodeModel).where(NodeModel.status == "ready")).all()
-    largest_gpu_mib = max((int(g.get("memory_mib") or 0) for n in nodes for g in (n.gpu_info or [])), default=0)
-    for role in roles:
-        mem_gib = (role.get("gpu") or {}).get("mem_gib")
-        if mem_gib and role_resources(role).gpu + role_resources(role).vgpu + role_resources(role).mig:
-            if gib_to_mib(mem_gib) > largest_gpu_mib:
-                reasons.append(f"role {role['role']} needs GPUs with {mem_gib:g} GiB of memory but the largest "
-                               f"GPU of any node has {largest_gpu_mib / 1024:g} GiB")
-    return reasons, quota_related
-
-
-def refuse_if_never_fits(session: Session, *, user_id: str, roles: list[dict[str, Any]]) -> None:
-    reasons, quota_related = never_fits_reasons(session, user_id=user_id, roles=roles)
-    if not reasons:
-        return
-    msg = "the job can never run: " + "; ".join(reasons)
-    details = {"reasons": reasons, "requested": [
-        {"role": r["role"], "replicas": r["replicas"], **role_resources(r).as_dict()} for r in roles]}
-    if quota_related:
-        raise QuotaExceeded(msg, code="quota_exceeded", details=details)
-    raise BadRequest(msg, code="never_fits", details=details)
-
-
-# --- resolving what a job uses -------------------------------------------------------------------
-
-def _models():
-    try:
-        from modelyard.server.services import models
-    except ModuleNotFoundError as exc:  # pragma: no cover - registry not installed yet
-        raise BadRequest("the model registry is not available", code="registry_unavailable") from exc
-    return models
-
-
-def _datasets():
-    try:
-        from modelyard.server.services import datasets
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise BadRequest("datasets are not available", code="datasets_unavailable") from exc
-    return datasets
-
-
-def resolve_model(session: Session, principal: Principal, ref: str) -> tuple[Any, dict[str, Any]]:
-    mv = _models().resolve_model_version(session, principal, ref)
-    status = getattr(mv, "status", "done")
-    if status != "done":
-        raise Conflict(f"model version {mv.id} is {status}, not ready for training", code="model_not_ready")
-    fmt = getattr(mv, "format", "hf") or "hf"
-    if fmt not in ("hf", "peft"):
-        raise BadRequest(f"model version {mv.id} is in {fmt} format; training needs Hugging Face weights "
-                         "(hf) or a PEFT adapter on one", code="unsupported_model_format")
-    info: dict[str, Any] = {"version_id": mv.id, "model_id": getattr(mv, "model_id", None),
-                            "version": getattr(mv, "version", None), "format": fmt, "path": mv.path,
-                            "architecture": getattr(mv, "architecture", None)}
-    if fmt == "peft":
-        base_id = getattr(mv, "base_version_id", None)
-        base = session.get(type(mv), base_id) if base_id else None
-        if base is None:
-            raise BadRequest(f"adapter {mv.id} has no base model version", code="unsupported_model_format")
-        info["base_version_id"] = base.id
-        info["base_path"] = base.path
-    return mv, info
-
-
-def _data_files(folder: Path) -> list[str]:
-    if folder.is_file():
-        return [str(folder)]
-    if not folder.is_dir():
-        return []
-    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def _first_row(path: str) -> dict | None:
-    p = Path(path)
-    try:
-        if p.suffix.lower() == ".jsonl":
-            with p.open(encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        return json.loads(line)
-        elif p.suffix.lower() == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
-            if isinstance(data, list) and data:
-                return data[0]
-            if isinstance(data, dict):
-                return data
-        elif p.suffix.lower() == ".txt":
-            return {"text": ""}
-        else:
-            try:
-                from modelyard.server.services.datasets import read_rows
-            except ImportError:
-                return None
-            for row in read_rows(p):
-                return row
-    except (OSError, ValueError) as exc:
-        raise BadRequest(f"cannot read {p.name}: {exc}", code="invalid_data") from None
-    return None
-
-
-def detect_shape(files: list[str]) -> str:
-    row = _first_row(files[0]) if files else None
-    if not isinstance(row, dict):
-        raise BadRequest(f"cannot tell the shape of {Path(files[0]).name}: expected rows with messages "
-                         "(chat), instruction/output (alpaca) or text", code="invalid_data")
-    if "messages" in row or "conversations" in row:
-        return "chat"
-    if "instruction" in row or ("prompt" in row and ("output" in row or "response" in row or "completion" in row)):
-        return "alpaca"
-    if "text" in row:
-        return "text"
-    raise BadRequest(f"cannot tell the shape of {Path(files[0]).name} (keys {sorted(row)[:8]}): expected "
-                     "messages (chat), instruction/output (alpaca) or text", code="invalid_data")
-
-
-def resolve_data(session: Session, settings: Settings, principal: Principal, owner_id: str, *,
-                 input_type: str | None, dataset: str | None, input_dir: str | None,
-                 required: bool) -> tuple[Any, dict[str, Any] | None]:
-    """(dataset version or None, {"input_type","shape","train","validate","dir",...}) or (None, None)."""
-    input_type = (input_type or ("dataset" if dataset else "local" if (input_dir or required) else "")).lower()
-    if not input_type:
-        return None, None
-    if input_type == "dataset":
-        if not dataset:
-            raise BadRequest("inputType dataset needs a dataset (datasetVersionId or dataSetName)",
-                             code="missing_dataset")
-        dv = _datasets().resolve_dataset_version(session, principal, dataset)
-        splits = getattr(dv, "splits", None) or {}
-        train = list((splits.get("train") or {}).get("files") or [])
-        validate = list((splits.get("validate") or {}).get("files") or [])
-        if not train or not (splits.get("train") or {}).get("rows", 1):
-            raise BadRequest(f"dataset version {dv.id} has no train split", code="missing_train_split",
-                             details={"splits": sorted(splits)})
-        files = train + validate
-        common = os.path.commonpath([str(Path(f).parent) for f in files]) if files else ""
-        shape = getattr(dv, "shape", None) or detect_shape(train)
-        return dv, {"input_type": "dataset", "dataset_version_id": dv.id, "shape": shape, "train": train,
-                    "validate": validate, "dir": common}
-    if input_type != "local":
-        raise BadRequest(f"inputType must be local or dataset, not {input_type!r}", code="invalid_input_type")
-    rel = input_dir or "Data"
-    base = resolve_user_path(settings, owner_id, rel)
-    if base.is_file():
-        train, validate = [str(base)], []
-    else:
-        train = _data_files(base / "train")
-        validate = _data_files(base / "validate")
-    if not train:
-        raise BadRequest(f"no training data in {rel.rstrip('/')}/train (files {', '.join(DATA_SUFFIXES)})",
-                         code="missing_train_split")
-    return None, {"input_type": "local", "input_dir": rel, "shape": detect_shape(train), "train": train,
-                  "validate": validate, "dir": str(base if base.is_dir() else base.parent)}
-
-
-def resolve_image(session: Session, principal: Principal, ref: str) -> dict[str, Any]:
-    """The image version a job names, and the parts of its config that apply to a host process."""
-    try:
-        from modelyard.server.services import images
-    except ModuleNotFoundError:  # pragma: no cover
-        return {"ref": ref, "id": None, "version_id": None, "env": {}, "entrypoint": None, "cmd": None,
-                "working_dir": ""}
-    v = images.resolve_image_version(session, principal, ref)
-    env = {}
-    for item in getattr(v, "env", None) or []:
-        if isinstance(item, str) and "=" in item:
-            k, val = item.split("=", 1)
-            env[k] = val
-    return {"ref": ref, "id": getattr(v, "image_id", None), "version_id": v.id, "tag": getattr(v, "tag", None),
-            "env": env, "entrypoint": list(getattr(v, "entrypoint", None) or []) or None,
-            "cmd": list(getattr(v, "cmd", None) or []) or None, "working_dir": getattr(v, "working_dir", "") or ""}
-
-
-def build_command(req: JobSubmit, image: dict[str, Any] | None) -> tuple[list[str], str]:
-    """argv and where it came from. A string runs under /bin/sh -c; a list is exec'd as is."""
-    if req.mpi_command:
-        return ["/bin/sh", "-c", req.mpi_command], "mpiCommand"
-    if isinstance(req.command, list) and req.command:
-        argv = [str(x) for x in req.command]
-        if image and image.get("entrypoint"):
-            return image["entrypoint"] + argv, "image entrypoint + command"
-        return argv, "command"
-    if isinstance(req.command, str) and req.command.strip():
-        return ["/bin/sh", "-c", req.command], "command"
-    cmds = [c for c in (req.commands or []) if c and c.strip()]
-    if cmds:
-        return ["/bin/sh", "-c", "set -e\n" + "\n".join(cmds)], "commands"
-    if image and (image.get("entrypoint") or image.get("cmd")):
-        return (image.get("entrypoint") or []) + (image.get("cmd") or []), "image entrypoint/cmd"
-    raise BadRequest("a custom job needs command, commands or mpiCommand (or an image with an entrypoint)",
-                     code="missing_command")
-
-
-def _hparams():
-    try:
-        from modelyard.runtime import hparams
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise BadRequest("the training runtime is not installed", code="runtime_unavailable") from exc
-    return hparams
-
-
-def _as_dict(block: Any) -> dict[str, Any]:
-    """The seed's [{"name","value"}] list (or a dict, or a JSON string) as {name: value}; blanks dropped."""
-    if block in (None, "", [], {}):
-        return {}
-    if isinstance(block, str):
-        try:
-            block = json.loads(block)
-        except ValueError:
-            raise BadRequest("hyperparameter is not valid JSON", code="invalid_hyperparameter") from None
-    if isinstance(block, dict):
-        return {str(k): v for k, v in block.items()}
-    if isinstance(block, list):
-        out = {}
-        for i, item in enumerate(block):
-            if not isinstance(item, dict):
-                raise BadRequest(f"hyperparameter entry {i} must be an object with name and value",
-                                 code="invalid_hyperparameter")
-            name = str(item.get("name") or "").strip()
-            if name:
-                out[name] = item.get("value")
-        return out
-    raise BadRequest("hyperparameters must be a list of {name, value}", code="invalid_hyperparameter")
-
-
-def load_user_config(settings: Settings, owner_id: str, rel: str) -> dict[str, Any] | None:
-    path = resolve_user_path(settings, owner_id, rel)
-    if not path.is_file():
-        return None
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadRequest(f"{rel} is not valid JSON: {exc}", code="invalid_config") from None
-    if not isinstance(cfg, dict):
-        raise BadRequest(f"{rel} must hold a JSON object", code="invalid_config")
-    return cfg
-
-
-def resolve_hyperparameters(settings: Settings, owner_id: str, req: JobSubmit, is_pretrain: bool
-                            ) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(strategy, typed hyperparameters, where the config came from).
-
-    Base config: the request's `config`, else the user's `profile_path`, else
-    Config/<Strategy>/config.json in the user's files (when present). Lists in the request body
-    override the base config name by name. Validated by modelyard.runtime.hparams."""
-    hp = _hparams()
-    strategy_hint = req.strategy or (req.config or {}).get("fineTuneStrategy")
-    strategy = hp.normalize_strategy(strategy_hint, is_pretrain)
-    source = "defaults"
-    cfg = req.config
-    if cfg:
-        source = "request config"
-    elif req.profile_path:
-        cfg = load_user_config(settings, owner_id, req.profile_path)
-        if cfg is None:
-            raise BadRequest(f"profile {req.profile_path} not found in your files", code="invalid_config")
-        source = req.profile_path
-    else:
-        rel = f"Config/{strategy}/config.json"
-        cfg = load_user_config(settings, owner_id, rel)
-        if cfg is not None:
-            source = rel
-    cfg = cfg or {}
-    if not req.strategy and cfg.get("fineTuneStrategy") and not is_pretrain:
-        strategy = hp.normalize_strategy(cfg.get("fineTuneStrategy"), is_pretrain)
-    common = {**_as_dict(cfg.get("commonHyperParameters")), **_as_dict(req.common_hyperparameters)}
-    finetune = {**_as_dict(cfg.get("fineTuneHyperParameters")), **_as_dict(req.finetune_hyperparameters)}
-    typed = hp.validate(strategy, common, finetune, is_pretrain)
-    given = {"commonHyperParameters": common, "fineTuneHyperParameters": finetune, "fineTuneStrategy": strategy}
-    return strategy, typed, {"source": source, "given": given}
-
-
-def _safe_model_name(name: str, job_id: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:100]
-    return cleaned or f"job-{job_id[:8]}"
 
 
 # --- submit ------------------------------------------------------------------------------------
