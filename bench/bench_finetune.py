@@ -17,7 +17,9 @@ adds a third run with packing (no padding at all), which is expected to beat bot
 
 BENCH_FINETUNE_STEPS (default 300), BENCH_FINETUNE_BATCH (8), BENCH_FINETUNE_SEQ (128) size it;
 BENCH_FINETUNE_ORDER=bare-first|modelyard-first (default bare-first); BENCH_FINETUNE_REPEATS (default 2)
-runs each side that many times in alternating order and compares the best run of each."""
+runs each side that many times in alternating order and compares the best run of each;
+BENCH_FINETUNE_CONCURRENT=1 runs the two sides at the same time instead (on a machine shared with other
+work, the only way both see the same load; each then gets about half the cores)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +38,7 @@ BATCH = int(os.environ.get("BENCH_FINETUNE_BATCH", 8))
 SEQ = int(os.environ.get("BENCH_FINETUNE_SEQ", 128))
 TOLERANCE = float(os.environ.get("BENCH_TOLERANCE", 0.03))
 REPEATS = int(os.environ.get("BENCH_FINETUNE_REPEATS", 2))
+CONCURRENT = os.environ.get("BENCH_FINETUNE_CONCURRENT") == "1"
 OUT = Path(__file__).parent / "out"
 
 # identical arguments for both runs
@@ -193,9 +197,26 @@ def run() -> bool:
         order = os.environ.get("BENCH_FINETUNE_ORDER", "bare-first")
         names = ["bare", "modelyard"] if order == "bare-first" else ["modelyard", "bare"]
         runs: dict[str, list[dict]] = {"bare": [], "modelyard": []}
-        for i in range(REPEATS):  # alternating order; the best run of each side counts (noisy machines)
-            for name in (names if i % 2 == 0 else names[::-1]):
-                r = run_bare(model, data, work) if name == "bare" else run_modelyard(model, data, work)
+        for i in range(REPEATS):
+            if CONCURRENT:  # both at once: whatever else loads the machine hits both alike
+                got: dict[str, dict] = {}
+
+                def side(name: str, fn, out: dict = got) -> None:
+                    out[name] = fn(model, data, work)
+
+                threads = [threading.Thread(target=side, args=("bare", run_bare)),
+                           threading.Thread(target=side, args=("modelyard", run_modelyard))]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                if set(got) != {"bare", "modelyard"}:
+                    raise RuntimeError("a concurrent run failed (see the traceback above)")
+                pairs = [("bare", got["bare"]), ("modelyard", got["modelyard"])]
+            else:  # alternating order; the best run of each side counts
+                pairs = [(name, run_bare(model, data, work) if name == "bare" else run_modelyard(model, data, work))
+                         for name in (names if i % 2 == 0 else names[::-1])]
+            for name, r in pairs:
                 runs[name].append(r)
                 _show(name, r)
         results = {k: max(v, key=lambda r: r["tokens_per_s"]) for k, v in runs.items()}

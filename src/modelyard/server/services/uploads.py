@@ -22,23 +22,20 @@ Resumable protocol (native /api/v1/uploads):
   DELETE /uploads/{id}                  abort (partial removed)
 Session rows and the partial file survive a server restart; the incremental hash does not (it
 is recomputed from disk at completion then).
+
+Code: services/uploads_io.py (partial files, running hash, streaming a body to disk),
+services/uploads_multipart.py (streaming multipart); both re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
 import os
 import re
-import threading
-import time
-import urllib.parse
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -52,274 +49,44 @@ from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.files import PUBLIC_ROOT, UploadChunkModel, UploadModel
 from modelyard.server.services import events
 from modelyard.server.services import files as fs
+from modelyard.server.services.uploads_io import (  # noqa: F401 (re-exported)
+    _IO,
+    _RUNNING,
+    _RUNNING_LOCK,
+    LIVE,
+    PIECE,
+    _advance,
+    _claim,
+    _guard,
+    _invalidate_if_hashed,
+    _Running,
+    _running_digest,
+    _settle,
+    _wait_writers,
+    _writer,
+    forget,
+    partial_path,
+    start_writeback,
+    tmp_dir,
+    write_stream,
+)
+from modelyard.server.services.uploads_multipart import (  # noqa: F401 (re-exported)
+    MAX_FIELD_BYTES,
+    Received,
+    multipart_upload,
+    receive_multipart,
+)
 from modelyard.server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PIECE = 1 << 20  # largest buffer held per stream
 MIN_CHUNK = 64 * 1024
 DEFAULT_CHUNK = 32 * 1024 * 1024
-MAX_FIELD_BYTES = 64 * 1024
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-
-# Disk I/O (pwrite, fsync, hashing: all release the GIL) runs here, off the event loop.
-_IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="modelyard-files-io")
 
 
 class InsufficientStorage(ModelyardError):
     status, code = 507, "insufficient_storage"
-
-
-def partial_path(settings: Settings, upload_id: str) -> Path:
-    return settings.uploads_dir / f"{upload_id}.part"
-
-
-def tmp_dir(settings: Settings) -> Path:
-    d = settings.uploads_dir / "tmp"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-# --- the running hash of each open upload (in this process) ------------------------------------
-
-@dataclass
-class _Running:
-    h: object = field(default_factory=hashlib.sha256)
-    offset: int = 0
-    busy: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_RUNNING: dict[str, _Running] = {}
-_RUNNING_LOCK = threading.Lock()
-
-
-_WRITERS: dict[str, int] = {}
-_WRITERS_COND = threading.Condition()
-LIVE = ("open", "completing")  # states that hold a partial file and a quota reservation
-
-
-@contextlib.contextmanager
-def _writer(upload_id: str):
-    """Count a chunk request working on an upload's partial file (completion waits for none)."""
-    with _WRITERS_COND:
-        _WRITERS[upload_id] = _WRITERS.get(upload_id, 0) + 1
-    try:
-        yield
-    finally:
-        with _WRITERS_COND:
-            n = _WRITERS.get(upload_id, 1) - 1
-            if n:
-                _WRITERS[upload_id] = n
-            else:
-                _WRITERS.pop(upload_id, None)
-            _WRITERS_COND.notify_all()
-
-
-def _wait_writers(upload_id: str, timeout: float = 300.0) -> bool:
-    with _WRITERS_COND:
-        return _WRITERS_COND.wait_for(lambda: upload_id not in _WRITERS, timeout)
-
-
-def forget(upload_id: str) -> None:
-    """Drop the running hash of an upload that will not complete."""
-    with _RUNNING_LOCK:
-        _RUNNING.pop(upload_id, None)
-
-
-def _claim(upload_id: str, offset: int):
-    """The hash state to extend while chunk data at `offset` streams in, if it is the next one."""
-    with _RUNNING_LOCK:
-        r = _RUNNING.get(upload_id)
-        if r is None and offset == 0:
-            r = _RUNNING[upload_id] = _Running()
-    if r is None:
-        return None
-    with r.lock:
-        if r.busy or r.offset != offset:
-            return None
-        r.busy = True
-        return r.h.copy()
-
-
-def _settle(upload_id: str, h, new_offset: int | None) -> None:
-    r = _RUNNING.get(upload_id)
-    if r is None:
-        return
-    with r.lock:
-        if h is not None and new_offset is not None:
-            r.h, r.offset = h, new_offset
-        r.busy = False
-
-
-def _invalidate_if_hashed(upload_id: str, offset: int) -> None:
-    """A chunk already folded into the running hash is being sent again (maybe different bytes):
-    forget the running hash; completion reads the file back instead."""
-    with _RUNNING_LOCK:
-        r = _RUNNING.get(upload_id)
-        if r is not None and offset < r.offset:
-            _RUNNING.pop(upload_id, None)
-
-
-def _advance(sessions, settings: Settings, upload_id: str) -> None:
-    """Fold received chunks that follow the running hash's offset into it (read back from disk)."""
-    r = _RUNNING.get(upload_id)
-    if r is None:
-        return
-    with r.lock:
-        if r.busy:
-            return
-        r.busy = True
-        h, off = r.h.copy(), r.offset
-    try:
-        with fs.transaction(sessions, readonly=True) as s:
-            up = s.get(UploadModel, upload_id)
-            if up is None or up.state not in LIVE:
-                return
-            size, cs = up.size, up.chunk_size
-            received = set(s.scalars(select(UploadChunkModel.index).where(UploadChunkModel.upload_id == upload_id)))
-        if off >= size or (off // cs) not in received:
-            return
-        fd = os.open(partial_path(settings, upload_id), os.O_RDONLY)
-        try:
-            while off < size and (off // cs) in received:
-                end = min(off + cs, size)
-                while off < end:
-                    data = os.pread(fd, min(PIECE, end - off), off)
-                    if not data:
-                        raise OSError("partial file shorter than expected")
-                    h.update(data)
-                    off += len(data)
-        finally:
-            os.close(fd)
-    except Exception:
-        log.exception("advancing the running hash of upload %s failed", upload_id)
-        h = None
-    finally:
-        with r.lock:
-            if h is not None:
-                r.h, r.offset = h, off
-            r.busy = False
-
-
-def _running_digest(upload_id: str, size: int, wait_s: float = 60.0) -> str | None:
-    deadline = time.monotonic() + wait_s
-    while True:
-        r = _RUNNING.get(upload_id)
-        if r is None:
-            return None
-        with r.lock:
-            if not r.busy:
-                return r.h.hexdigest() if r.offset == size else None
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.01)
-
-
-# --- streaming a body to disk -------------------------------------------------------------------
-
-def _writeback_starter() -> Callable[[int, int, int], None]:
-    """start_writeback(fd, offset, length): ask the kernel to begin writing a just-written range
-    to disk without waiting for it (Linux sync_file_range(SYNC_FILE_RANGE_WRITE)). The disk then
-    works while the rest of the upload arrives, instead of everything waiting for the final fsync
-    (which only makes it durable). Elsewhere: a no-op."""
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return lambda fd, offset, length: None
-    SYNC_FILE_RANGE_WRITE = 2
-
-    def start(fd: int, offset: int, length: int) -> None:
-        fn(fd, offset, length, SYNC_FILE_RANGE_WRITE)  # best effort: errors only mean no head start
-
-    return start
-
-
-start_writeback = _writeback_starter()
-
-
-async def _guard(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """A body whose client went away mid-way ends as a 400 (never a 500 with a traceback)."""
-    from starlette.requests import ClientDisconnect
-
-    try:
-        async for piece in stream:
-            yield piece
-    except ClientDisconnect as exc:
-        raise BadRequest("the client disconnected before the body was complete", code="client_disconnected") from exc
-
-
-async def write_stream(fd: int, offset: int, length: int, stream: AsyncIterator[bytes], hashers: list) -> int:
-    """Write exactly `length` bytes of stream at `offset`. Received pieces are gathered up to
-    ~1 MiB; each batch is written with one os.pwritev (no joining copy) in an I/O thread and hashed
-    in another, both while the next batch arrives (at most one batch of each in flight, so memory
-    stays at a few MiB). Refuses a body longer or shorter than `length`."""
-    loop = asyncio.get_running_loop()
-
-    def write(pieces: list[bytes], at: int) -> None:
-        total = sum(len(p) for p in pieces)
-        done = os.pwritev(fd, pieces, at)
-        if done < total:  # short write (rare): finish piece by piece
-            data = b"".join(pieces)[done:]
-            while data:
-                n = os.pwrite(fd, data, at + done)
-                done += n
-                data = data[n:]
-        start_writeback(fd, at, total)
-
-    def digest(pieces: list[bytes]) -> None:
-        for h in hashers:
-            for p in pieces:
-                h.update(p)
-
-    pieces: list[bytes] = []
-    held = 0
-    pos, got = offset, 0
-    writing = hashing = None
-
-    async def submit(batch: list[bytes], at: int) -> None:
-        nonlocal writing, hashing
-        if writing is not None:
-            await writing
-        writing = loop.run_in_executor(_IO, write, batch, at)
-        if hashers:
-            if hashing is not None:
-                await hashing
-            hashing = loop.run_in_executor(_IO, digest, batch)
-
-    try:
-        async for piece in stream:
-            if not piece:
-                continue
-            got += len(piece)
-            if got > length:
-                raise BadRequest(f"chunk body longer than the {length} bytes expected", code="chunk_size_mismatch")
-            pieces.append(piece)
-            held += len(piece)
-            if held >= PIECE or len(pieces) >= 512:
-                await submit(pieces, pos)
-                pos += held
-                pieces, held = [], 0
-        if pieces:
-            await submit(pieces, pos)
-        for fut in (writing, hashing):
-            if fut is not None:
-                await fut
-        writing = hashing = None
-    finally:
-        for fut in (writing, hashing):
-            if fut is not None:
-                with contextlib.suppress(Exception):
-                    await fut
-    if got != length:
-        raise BadRequest(f"chunk body has {got} bytes, expected {length}", code="chunk_size_mismatch")
-    return got
 
 
 # --- resumable sessions -------------------------------------------------------------------------
@@ -638,273 +405,3 @@ def abort_upload(ctx, principal: Principal, upload_id: str) -> None:
                           message=f"aborted upload of {up.path}", data={"root": up.root, "path": up.path})
     partial_path(ctx.settings, upload_id).unlink(missing_ok=True)
     _RUNNING.pop(upload_id, None)
-
-
-# --- streaming multipart ------------------------------------------------------------------------
-
-@dataclass
-class Received:
-    field: str
-    filename: str
-    tmp: Path
-    size: int = 0
-    sha256: str = ""
-
-
-@dataclass
-class _FilePart:
-    rec: Received
-    fd: int
-    h: object = field(default_factory=hashlib.sha256)
-    buf: bytearray = field(default_factory=bytearray)
-
-
-def _decode(b: bytes) -> str:
-    try:
-        return b.decode("utf-8")
-    except UnicodeDecodeError:
-        return b.decode("latin-1")
-
-
-class _Multipart:
-    """python-multipart callbacks queue the work; the async loop does the disk writes in the I/O
-    pool between parser.write() calls, so memory per file stays under ~1 MiB."""
-
-    def __init__(self, tmp: Path, on_field: Callable[[str, str], None] | None,
-                 on_file: Callable[[str, str], None] | None, max_bytes: int | None, max_files: int | None):
-        self.tmp, self.on_field, self.on_file = tmp, on_field, on_file
-        self.max_bytes, self.max_files = max_bytes, max_files
-        self.fields: dict[str, str] = {}
-        self.files: list[Received] = []
-        self.created: list[Path] = []
-        self.open_fds: list[int] = []
-        self.actions: list[tuple] = []
-        self.total = 0
-        self._hname = self._hval = b""
-        self._disp = b""
-        self._cur: _FilePart | None = None
-        self._field: tuple[str, bytearray] | None = None
-
-    # callbacks
-    def on_part_begin(self) -> None:
-        self._hname = self._hval = self._disp = b""
-        self._cur, self._field = None, None
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._hname += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._hval += data[start:end]
-
-    def on_header_end(self) -> None:
-        if self._hname.lower() == b"content-disposition":
-            self._disp = self._hval
-        self._hname = self._hval = b""
-
-    def on_headers_finished(self) -> None:
-        from python_multipart.multipart import parse_options_header
-
-        _, opts = parse_options_header(self._disp)
-        if b"name" not in opts:
-            raise BadRequest('a multipart part has no Content-Disposition "name"', code="invalid_multipart")
-        name = _decode(opts[b"name"])
-        filename = None
-        if b"filename*" in opts:
-            raw = _decode(opts[b"filename*"])
-            filename = urllib.parse.unquote(raw.split("''", 1)[1] if "''" in raw else raw)
-        elif b"filename" in opts:
-            filename = _decode(opts[b"filename"])
-        if filename is None:
-            self._field = (name, bytearray())
-            return
-        if self.max_files is not None and len(self.files) + 1 > self.max_files:
-            raise QuotaExceeded(f"file count quota exceeded: {self.max_files} more files allowed",
-                                details={"files_left": self.max_files})
-        if self.on_file:
-            self.on_file(name, filename)
-        path = self.tmp / f"{fs.SCRATCH_PREFIX}{new_id()}.part"
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        self.created.append(path)
-        self.open_fds.append(fd)
-        rec = Received(name, filename, path)
-        self._cur = _FilePart(rec, fd)
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._cur is not None:
-            n = end - start
-            self.total += n
-            self._cur.rec.size += n
-            if self.max_bytes is not None and self.total > self.max_bytes:
-                raise QuotaExceeded(f"storage quota exceeded: only {max(self.max_bytes, 0)} more bytes allowed",
-                                    details={"bytes_left": max(self.max_bytes, 0)})
-            self._cur.buf += data[start:end]
-            if len(self._cur.buf) >= PIECE:
-                self.actions.append(("write", self._cur, self._cur.buf))
-                self._cur.buf = bytearray()
-        elif self._field is not None:
-            if len(self._field[1]) + end - start > MAX_FIELD_BYTES:
-                raise BadRequest(f"form field {self._field[0]!r} longer than {MAX_FIELD_BYTES} bytes",
-                                 code="invalid_multipart")
-            self._field[1].extend(data[start:end])
-
-    def on_part_end(self) -> None:
-        if self._cur is not None:
-            self.actions.append(("write", self._cur, self._cur.buf))
-            self.actions.append(("end", self._cur, None))
-            self._cur = None
-        elif self._field is not None:
-            name, value = self._field[0], _decode(bytes(self._field[1]))
-            self.fields[name] = value
-            self._field = None
-            if self.on_field:
-                self.on_field(name, value)
-
-    def on_end(self) -> None:
-        pass
-
-    # disk side
-    @staticmethod
-    def _write(part: _FilePart, data: bytearray) -> None:
-        mv = memoryview(data)
-        done = 0
-        while done < len(mv):
-            done += os.write(part.fd, mv[done:])
-        part.h.update(data)
-
-    async def drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        actions, self.actions = self.actions, []
-        for kind, part, data in actions:
-            if kind == "write":
-                if data:
-                    await loop.run_in_executor(_IO, self._write, part, data)
-            else:
-                await loop.run_in_executor(_IO, os.fsync, part.fd)
-                os.close(part.fd)
-                self.open_fds.remove(part.fd)
-                part.rec.sha256 = part.h.hexdigest()
-                self.files.append(part.rec)
-
-    def cleanup(self) -> None:
-        for fd in self.open_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.open_fds.clear()
-        for p in self.created:
-            p.unlink(missing_ok=True)
-
-
-async def receive_multipart(content_type: str, stream: AsyncIterator[bytes], tmp: Path, *,
-                            on_field: Callable[[str, str], None] | None = None,
-                            on_file: Callable[[str, str], None] | None = None,
-                            max_bytes: int | None = None, max_files: int | None = None
-                            ) -> tuple[dict[str, str], list[Received], Callable[[], None]]:
-    """Parse a multipart/form-data body as it streams: fields in memory (<= 64 KiB each), files
-    straight to temp files under `tmp` with their SHA-256. on_field/on_file are called as soon as a
-    field's value / a file's name is known and may raise to refuse the request before more is
-    written; max_bytes/max_files stop the stream once passed (403 quota_exceeded).
-    Returns (fields, files, cleanup); cleanup() removes whatever temp file is left."""
-    from python_multipart import MultipartParser
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import parse_options_header
-
-    ctype, params = parse_options_header(content_type or "")
-    if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise BadRequest("expected a multipart/form-data body", code="invalid_multipart")
-    sink = _Multipart(tmp, on_field, on_file, max_bytes, max_files)
-    callbacks = {k: getattr(sink, k) for k in ("on_part_begin", "on_part_data", "on_part_end", "on_header_field",
-                                               "on_header_value", "on_header_end", "on_headers_finished", "on_end")}
-    parser = MultipartParser(params[b"boundary"], callbacks)
-    try:
-        async for chunk in stream:
-            if chunk:
-                parser.write(chunk)
-                await sink.drain()
-        parser.finalize()
-        await sink.drain()
-    except FormParserError as exc:
-        sink.cleanup()
-        raise BadRequest(f"malformed multipart body: {exc}", code="invalid_multipart") from exc
-    except BaseException:
-        sink.cleanup()
-        raise
-    if sink.open_fds:
-        sink.cleanup()
-        raise BadRequest("multipart body ended inside a part", code="invalid_multipart")
-    return sink.fields, sink.files, sink.cleanup
-
-
-async def multipart_upload(ctx, principal: Principal, content_type: str, stream: AsyncIterator[bytes], *,
-                           public: bool, dir_text: str | None = None, dir_field: str | None = None,
-                           user_field: str | None = None, user_id: str | None = None, strict: bool = True,
-                           overwrite: bool = False) -> list[dict]:
-    """Receive a multipart body's files into the directory dir_text (or the form field dir_field)
-    of the caller's private root or the public root; user_field (the seed's publicUserId) / user_id
-    name who the files belong to (the caller unless admin). Paths are checked as soon as they are
-    known; on any refusal nothing stays anywhere.
-
-    Each file streams into a temp file under settings.uploads_dir/tmp — the roots' filesystem,
-    outside every root, because the target folder may only be known after the file (currentPath
-    can follow the file part) and a half-received file must never be visible in a user's tree —
-    and is then renamed into place atomically (services/files.place_files; a different
-    filesystem falls back to a synced temp file next to the target)."""
-    from starlette.concurrency import run_in_threadpool
-
-    settings = ctx.settings
-    state = {"dir": dir_text, "user": user_id}
-
-    def prepare():
-        with fs.transaction(ctx.sessions) as s:  # may index the root / create the usage row
-            scope = fs.scope_for(s, settings, principal, public=public, user_id=user_id)
-            if dir_text is not None:
-                fs.resolve(scope, dir_text, strict=strict)
-            room = fs.headroom(s, settings, scope.owner_id)
-            return scope, room
-
-    scope, room = await run_in_threadpool(prepare)
-
-    def on_field(name: str, value: str) -> None:
-        if dir_field and name == dir_field:
-            fs.resolve(scope, value, strict=strict)
-            state["dir"] = value
-        elif user_field and name == user_field:
-            principal.ensure_acting_as(value or None)
-            state["user"] = value or None
-
-    def on_file(_name: str, filename: str) -> None:
-        _check_filename(filename)
-        if state["dir"] is not None or dir_field is None:
-            fs.resolve(scope, fs.join(state["dir"] or "", filename), strict=False)
-
-    fields, received, cleanup = await receive_multipart(content_type, _guard(stream), tmp_dir(settings),
-                                                        on_field=on_field,
-                                                        on_file=on_file, max_bytes=room.bytes_left,
-                                                        max_files=room.files_left)
-    try:
-        if not received:
-            raise BadRequest("no file in the request (multipart field `file`)", code="missing_file")
-        if user_field and not fields.get(user_field):
-            raise BadRequest(f"form field `{user_field}` is required", code="missing_field")
-
-        def place():
-            with fs.transaction(ctx.sessions) as s:
-                final = fs.scope_for(s, settings, principal, public=public, user_id=state["user"])
-                base = state["dir"] or ""
-                items = [fs.plan_placement(final, fs.join(base, r.filename), r.tmp, r.size, r.sha256, strict=False)
-                         for r in received]
-                rows = fs.place_files(s, settings, final, items, overwrite=overwrite)
-                s.flush()
-                return [fs.entry(r, public=public) for r in rows]
-
-        return await run_in_threadpool(place)
-    finally:
-        cleanup()
-
-
-def _check_filename(filename: str) -> None:
-    fs.check_text(filename, strict=True)
-    parts = [p for p in filename.split("/") if p not in ("", ".")]
-    if not parts:
-        from modelyard.core.errors import InvalidPath
-
-        raise InvalidPath(f"invalid file name {filename!r}")

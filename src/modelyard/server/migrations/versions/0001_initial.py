@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 03:48:23.449957
+Create Date: 2026-11-23 04:13:10.374627
 """
 
 import sqlalchemy as sa
