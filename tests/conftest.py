@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -143,3 +144,24 @@ def any_db_make_user(any_db_admin):
         return UserClient(any_db_admin.tc, body["token"], body)
 
     return make
+
+
+# --- the SDK against the in-process app ---------------------------------------------------
+
+class InProcessTransport(httpx.BaseTransport):
+    """Hands an SDK's requests to an in-process TestClient, so SDK and CLI tests need no socket."""
+
+    def __init__(self, tc: TestClient):
+        self.tc = tc
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        r = self.tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers),
+                            content=request.read())
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+
+def sdk_for(user: UserClient):
+    """A modelyard.sdk.Client acting as `user` against the test app."""
+    from modelyard.sdk import Client
+
+    return Client("http://testserver", user.token, transport=InProcessTransport(user.tc))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import sdk_for
+
 ALPACA = [{"instruction": f"Add {i} and {i}", "input": "", "output": str(2 * i)} for i in range(12)]
 CHAT = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Say {i}"},
                       {"role": "assistant", "content": str(i)}]} for i in range(8)]
@@ -312,9 +314,9 @@ def test_sdk_and_cli(alice, settings, monkeypatch):
     from typer.testing import CliRunner
 
     from modelyard.cli import datasets as cli
-    from modelyard.sdk import APIError, Client
+    from modelyard.sdk import APIError
 
-    client = Client("http://testserver", alice.token, transport=_Through(alice.tc))
+    client = sdk_for(alice)
     write(settings, alice, "Data/train/train.jsonl", jsonl(CHAT))
     ds = client.datasets.create("sdk-chat", "Data", description="via sdk")
     assert ds["version"]["shape"] == "chat" and ds["version"]["rows"]["train"] == len(CHAT)
@@ -337,21 +339,6 @@ def test_sdk_and_cli(alice, settings, monkeypatch):
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli.app, ["rm", "sdk-chat", "-y"])
     assert r.exit_code == 0 and client.datasets.list()["total"] == 0
-
-
-class _Through:
-    """Hands the SDK's requests to the in-process TestClient."""
-
-    def __new__(cls, tc):
-        import httpx
-
-        class T(httpx.BaseTransport):
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                r = tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers),
-                               content=request.read())
-                return httpx.Response(r.status_code, headers=r.headers, content=r.content)
-
-        return T()
 
 
 def test_versions_on_both_databases(any_db_make_user, any_db_settings):

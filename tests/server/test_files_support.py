@@ -153,23 +153,8 @@ def events_of(app_client, kind_prefix: str = "") -> list[dict]:
                 if e.kind.startswith(kind_prefix)]
 
 
-class Through(httpx.BaseTransport):
-    """Hands an SDK's requests to an in-process TestClient."""
-
-    def __init__(self, tc):
-        self.tc = tc
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        r = self.tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers),
-                            content=request.read())
-        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
-
-
-def sdk_for(user):
-    from modelyard.sdk import Client
-
-    return Client("http://testserver", user.token, transport=Through(user.tc))
-
-
 def admin_headers() -> dict:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+from tests.conftest import sdk_for  # noqa: E402,F401  (re-exported for the files tests)

@@ -10,6 +10,8 @@ import json
 import tarfile
 from pathlib import Path
 
+from tests.conftest import sdk_for
+
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -438,9 +440,8 @@ def test_sdk_and_cli(alice, settings, docker_tar, monkeypatch):
     from typer.testing import CliRunner
 
     from modelyard.cli import images as cli
-    from modelyard.sdk import Client
 
-    client = Client("http://testserver", alice.token, transport=_Through(alice.tc))
+    client = sdk_for(alice)
     img = client.images.create("team/sdk", description="via sdk")
     v = client.images.import_version("team/sdk", "Image/app-docker.tar", tag="1.0")
     assert v["tag"] == "1.0" and v["os"] == "linux"
@@ -466,21 +467,6 @@ def test_sdk_and_cli(alice, settings, docker_tar, monkeypatch):
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli.app, ["rm", "team/cli", "-y"])
     assert r.exit_code == 0 and client.images.list()["total"] == 1
-
-
-class _Through:
-    """Hands the SDK's requests to the in-process TestClient."""
-
-    def __new__(cls, tc):
-        import httpx
-
-        class T(httpx.BaseTransport):
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                r = tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers),
-                               content=request.read())
-                return httpx.Response(r.status_code, headers=r.headers, content=r.content)
-
-        return T()
 
 
 def test_docker25_archive_symlinked_layers_and_layout_folder(alice, settings):

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
-from modelyard.sdk import APIError, Client
+from modelyard.sdk import APIError
+from tests.conftest import sdk_for as sdk
 from tests.server.test_jobs_support import *  # noqa: F403
 from tests.server.test_jobs_support import wait_state
-
-
-class _Through(httpx.BaseTransport):
-    def __init__(self, tc):
-        self.tc = tc
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        r = self.tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers),
-                            content=request.read())
-        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
-
-
-def sdk(user) -> Client:
-    return Client("http://testserver", user.token, transport=_Through(user.tc))
 
 
 def test_sdk_jobs(alice):

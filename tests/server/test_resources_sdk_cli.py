@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
-from modelyard.sdk import APIError, Client
-
-
-class _Through(httpx.BaseTransport):
-    """Hands the SDK's requests to the in-process TestClient."""
-
-    def __init__(self, tc):
-        self.tc = tc
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        r = self.tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers),
-                            content=request.read())
-        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
-
-
-def sdk(user) -> Client:
-    return Client("http://testserver", user.token, transport=_Through(user.tc))
+from modelyard.sdk import APIError
+from tests.conftest import sdk_for as sdk
 
 
 def test_sdk_quota_and_resources(admin, alice):

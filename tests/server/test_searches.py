@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -19,29 +18,12 @@ from modelyard.server.orm.jobs import JobMetricModel, JobModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
 from modelyard.server.scheduler.transitions import transition
 from modelyard.server.services import searches as svc
+from tests.conftest import sdk_for as sdk
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return tiny.build_model(tmp_path_factory.mktemp("tiny"))
-
-
-class _Through(httpx.BaseTransport):
-    """Hands the SDK's requests to the in-process TestClient."""
-
-    def __init__(self, tc):
-        self.tc = tc
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        r = self.tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers),
-                            content=request.read())
-        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
-
-
-def sdk(user):
-    from modelyard.sdk import Client
-
-    return Client("http://testserver", user.token, transport=_Through(user.tc))
 
 
 def _ctx(user):
