@@ -307,3 +307,24 @@ def test_register_a_custom_jobs_output(alice, settings, tiny_model):
     v = r.json()
     assert v["format"] == "hf" and v["job_id"] == job["id"] and v["status"] == "done"
     assert alice.get(f"/api/v1/jobs/{job['id']}").json()["output_model_version_id"] == v["id"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_failing_trainer_explains_itself_in_the_job_error(alice, settings, tiny_model):
+    vid = _register(alice, settings, tiny_model, name="broken-llama")
+    with session_scope(ctx_of(alice).sessions) as s:
+        from modelyard.server.orm.models import ModelVersionModel
+
+        config = Path(s.get(ModelVersionModel, vid).path) / "config.json"
+    config.chmod(0o644)
+    config.write_text("{ this is not json")  # damaged on disk after registration
+    _user_data(alice, settings, shape="text")
+    body = {"kind": "pretrain", "model": vid, "input_type": "local",
+            "common_hyperparameters": {"max_steps": "2", "save_strategy": "no"}}
+    j = alice.post("/api/v1/jobs", json=body).json()
+    done = wait_state(alice, j["id"], ("succeeded", "failed"), timeout=100)
+    assert done["state"] == "failed"
+    # not just "exit code 1": the trainer's own message about the unreadable config comes through
+    assert " — " in done["error"] and ("json" in done["error"].lower() or "config" in done["error"].lower()), \
+        done["error"]

@@ -15,10 +15,12 @@ All of it is idempotent: running it twice, or after a crash at any point, conver
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -307,6 +309,8 @@ def reconcile_job(ctx: Any, job_id: str, *, force: bool = False) -> None:
         if failed:
             first = min(failed, key=lambda r: r.rank)
             reason = f"replica {first.name} failed: {first.message or jobs_svc_code(first.exit_code)}"
+            if job.kind in jobs_svc.TRAINING_KINDS:
+                reason += _trainer_error(jobs_svc.output_dir(settings, job))
             if alive:
                 kill_after.extend(_by_executor(ctx, alive))
                 for r in alive:
@@ -373,3 +377,12 @@ def recover(ctx: Any) -> dict[str, int]:
             log.exception("recovering job %s failed", job_id)
     return stats
 
+
+def _trainer_error(out: Path) -> str:
+    """The trainer's own explanation (runtime/train.py writes it on failure), so `job.error` says
+    why training failed instead of only an exit code."""
+    try:
+        message = json.loads((out / "modelyard_error.json").read_text()).get("error")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f" — {str(message)[:600]}" if message else ""
