@@ -15,51 +15,31 @@ restart (or a kill -9) at any point converges.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
+from modelyard.server.background import WakeableLoop
 from modelyard.server.scheduler import queue, runner
-from modelyard.server.scheduler.transitions import add_waker, remove_waker
 
 log = logging.getLogger(__name__)
 
 
-class JobsLoop:
+class JobsLoop(WakeableLoop):
+    thread_name = "modelyard-jobs"
+
     def __init__(self, ctx: Any):
-        self.ctx = ctx
-        self.wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(ctx)
+        self.interval_s = float(ctx.settings.scheduler.poll_interval_s)
         self.iterations = 0
         self.recovered: dict[str, int] | None = None
 
-    def start(self) -> None:
-        add_waker(self.wake)
-        self._thread = threading.Thread(target=self._run, name="modelyard-jobs", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.wake.set()
-        remove_waker(self.wake)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        try:
-            self.recovered = runner.recover(self.ctx)
-            if any(self.recovered.values()):
-                log.info("jobs recovered after restart: %s", self.recovered)
-        except Exception:
-            log.exception("job recovery failed; the periodic reconcile will retry")
-        interval = float(self.ctx.settings.scheduler.poll_interval_s)
-        while not self._stop.is_set():
-            self.wake.clear()
-            self.step()
-            self.wake.wait(interval)
+    def on_start(self) -> None:
+        self.recovered = runner.recover(self.ctx)
+        if any(self.recovered.values()):
+            log.info("jobs recovered after restart: %s", self.recovered)
 
     def step(self) -> None:
+        # reconcile and schedule fail independently: a broken reconcile must not stop admissions
         self.iterations += 1
         try:
             runner.reconcile(self.ctx)

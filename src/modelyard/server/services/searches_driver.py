@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.core.errors import BadRequest, Conflict, ModelyardError, NotFound
 from modelyard.server.auth import Principal
+from modelyard.server.background import WakeableLoop
 from modelyard.server.db import advisory_lock, session_scope
 from modelyard.server.orm import UserModel
 from modelyard.server.orm.base import utcnow
@@ -439,48 +439,20 @@ def _stop(session: Session, ctx: Any, search: SearchModel, *, state: str, reason
 
 # --- background component ------------------------------------------------------------------------
 
-class SearchDriver:
+class SearchDriver(WakeableLoop):
     """Drives running searches: woken by every job state change (transitions.wake_all) and at
     least every settings.scheduler.poll_interval_s (metrics for early stopping arrive without a
     state change). Registered in server/background.py COMPONENTS."""
 
+    thread_name = "modelyard-searches"
+
     def __init__(self, ctx: Any):
-        self.ctx = ctx
-        self.wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(ctx)
         self.passes = 0
 
-    def start(self) -> None:
-        from modelyard.server.scheduler.transitions import add_waker
-
-        add_waker(self.wake)
-        self._thread = threading.Thread(target=self._run, name="modelyard-searches", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        from modelyard.server.scheduler.transitions import remove_waker
-
-        self._stop.set()
-        self.wake.set()
-        remove_waker(self.wake)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        interval = max(0.2, float(self.ctx.settings.scheduler.poll_interval_s))
-        last_error = None
-        while not self._stop.is_set():
-            self.wake.clear()
-            try:
-                self.passes += 1
-                step_all(self.ctx)
-                last_error = None
-            except Exception as exc:  # noqa: BLE001 - logged once per distinct error, then retried
-                if str(exc) != last_error:
-                    log.exception("search driver pass failed")
-                last_error = str(exc)
-            self.wake.wait(interval)
+    def step(self) -> None:
+        self.passes += 1
+        step_all(self.ctx)
 
 
 def component(ctx: Any) -> SearchDriver:
