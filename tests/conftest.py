@@ -90,14 +90,12 @@ def app_client(settings) -> Iterator[TestClient]:
     yield from _started(settings)
 
 
-@pytest.fixture
-def admin(app_client) -> UserClient:
-    me = app_client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
-    return UserClient(app_client, ADMIN_TOKEN, me)
+def _admin_of(tc: TestClient) -> UserClient:
+    me = tc.get("/api/v1/users/me", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    return UserClient(tc, ADMIN_TOKEN, me)
 
 
-@pytest.fixture
-def make_user(admin):
+def _user_factory(admin: UserClient):
     def make(name: str | None = None, role: str = "user") -> UserClient:
         resp = admin.post("/api/v1/users", json={"name": name or "u" + uuid.uuid4().hex[:8], "role": role})
         assert resp.status_code == 201, resp.text
@@ -105,6 +103,16 @@ def make_user(admin):
         return UserClient(admin.tc, body["token"], body)
 
     return make
+
+
+@pytest.fixture
+def admin(app_client) -> UserClient:
+    return _admin_of(app_client)
+
+
+@pytest.fixture
+def make_user(admin):
+    return _user_factory(admin)
 
 
 @pytest.fixture
@@ -131,19 +139,12 @@ def any_db_client(any_db_settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def any_db_admin(any_db_client) -> UserClient:
-    me = any_db_client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
-    return UserClient(any_db_client, ADMIN_TOKEN, me)
+    return _admin_of(any_db_client)
 
 
 @pytest.fixture
 def any_db_make_user(any_db_admin):
-    def make(name: str | None = None, role: str = "user") -> UserClient:
-        resp = any_db_admin.post("/api/v1/users", json={"name": name or "u" + uuid.uuid4().hex[:8], "role": role})
-        assert resp.status_code == 201, resp.text
-        body = resp.json()
-        return UserClient(any_db_admin.tc, body["token"], body)
-
-    return make
+    return _user_factory(any_db_admin)
 
 
 # --- the SDK against the in-process app ---------------------------------------------------
