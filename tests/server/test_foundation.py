@@ -14,10 +14,29 @@ def test_healthz_is_open_everything_else_needs_a_token(app_client):
     assert r.status_code == 401
 
 
-def test_docs_and_metrics(app_client):
-    assert app_client.get("/docs").status_code == 200
-    assert "/api/v1/users" in app_client.get("/openapi.json").json()["paths"]
-    assert "python_info" in app_client.get("/metrics/").text
+def test_docs_and_metrics(admin, settings):
+    from modelyard.server.db import session_scope
+    from modelyard.server.scheduler import ledger
+
+    tc = admin.tc
+    assert tc.get("/docs").status_code == 200
+    assert "/api/v1/users" in tc.get("/openapi.json").json()["paths"]
+    admin.get("/api/v1/users/me")
+    assert tc.get("/api/v1/users/me").status_code == 401
+    assert admin.get("/api/v1/jobs/" + "f" * 32).status_code == 404
+    # a live allocation in the ledger shows up in the scrape
+    with session_scope(tc.app.state.ctx.sessions) as s:
+        ledger.allocate(s, user_id=admin.id, consumer_type="job", consumer_id="m" * 32,
+                        parts=[ledger.Part("master-0", ledger.Resources(cpu=1.5, memory_mib=256))])
+    text = tc.get("/metrics/").text
+    assert "python_info" in text and "process_resident_memory_bytes" in text
+    assert 'modelyard_http_request_duration_seconds_count{method="GET",route="/api/v1/users/me",status="200"}' \
+        in text
+    assert 'route="/api/v1/users/me",status="401"' in text
+    assert 'route="/api/v1/jobs/{job_id}",status="404"' in text and "f" * 32 not in text  # ids never become labels
+    assert 'modelyard_allocated{resource="cpu"} 1.5' in text
+    assert 'modelyard_allocated{resource="memory_mib"} 256.0' in text
+    assert "modelyard_users 1.0" in text
 
 
 def test_admin_creates_user_and_user_cannot(any_db_admin, any_db_make_user):

@@ -9,11 +9,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from modelyard import __version__
 from modelyard.core.errors import ModelyardError
-from modelyard.server import background
+from modelyard.server import background, metrics
 from modelyard.server.context import AppContext
 from modelyard.server.db import make_engine, make_sessionmaker, session_scope, upgrade_schema
 from modelyard.server.settings import Settings
@@ -102,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok", "version": __version__}
 
-    app.mount("/metrics", make_asgi_app())
+    metrics.install(app, ctx)
     _include(app, "modelyard.server.routers", NATIVE_ROUTERS, prefix="/api/v1")
     _include(app, "modelyard.server.routers.compat", COMPAT_ROUTERS)
     return app
