@@ -9,15 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.cli._common import client as _client
+
 app = typer.Typer(help="Datasets: create from your files (jsonl/json/csv/parquet/txt), versions, preview.",
                   no_args_is_help=True)
 console = Console()
-
-
-def _client():
-    from modelyard.sdk import Client
-
-    return Client()
 
 
 def _rows(v: dict) -> str:

@@ -21,25 +21,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from modelyard.cli._common import client as _client
+from modelyard.cli._common import human_size
+
+
+def _size(n: int | None) -> str:
+    return human_size(n or 0)
+
 app = typer.Typer(help="Files: list, upload (resumable), download, mkdir, mv, rm, extract.", no_args_is_help=True)
 console = Console()
 
 PUBLIC = typer.Option(False, "--public", help="work in the public root")
-
-
-def _client():
-    from modelyard.sdk import Client
-
-    return Client()
-
-
-def _size(n: int | None) -> str:
-    x = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if x < 1024 or unit == "TiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return str(n)
 
 
 def _progress() -> Progress:

@@ -8,24 +8,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Container images: register, import docker-save / OCI archives, list, delete.",
-                  no_args_is_help=True)
-console = Console()
-
-
-def _client():
-    from modelyard.sdk import Client
-
-    return Client()
+from modelyard.cli._common import client as _client
+from modelyard.cli._common import human_size
 
 
 def _size(n: int | None) -> str:
-    x = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if x < 1024 or unit == "TiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return str(n)
+    return human_size(n or 0)
+
+app = typer.Typer(help="Container images: register, import docker-save / OCI archives, list, delete.",
+                  no_args_is_help=True)
+console = Console()
 
 
 def upload_with_progress(c, local: Path, remote: str) -> None:

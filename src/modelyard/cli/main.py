@@ -9,18 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.cli._common import client
+
 app = typer.Typer(help="Modelyard: the LLM lifecycle platform.", no_args_is_help=True)
 console = Console()
 
 # module name -> group name. Each module defines `app = typer.Typer(...)`.
 GROUPS = {"files": "files", "images": "images", "datasets": "datasets", "models": "models",
           "quota": "quota", "jobs": "jobs", "searches": "search"}
-
-
-def client():
-    from modelyard.sdk import Client
-
-    return Client()
 
 
 @app.command()

@@ -8,25 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Model registry: import, versions, aliases, metrics.", no_args_is_help=True)
-console = Console()
-
-
-def _client():
-    from modelyard.sdk import Client
-
-    return Client()
+from modelyard.cli._common import client as _client
+from modelyard.cli._common import human_size
 
 
 def _size(n: int | None) -> str:
-    if not n:
-        return "-"
-    x = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if x < 1024 or unit == "TiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return str(n)
+    return human_size(n) if n else "-"
+
+app = typer.Typer(help="Model registry: import, versions, aliases, metrics.", no_args_is_help=True)
+console = Console()
 
 
 _STATUS = {"done": "[green]done[/]", "importing": "[yellow]importing[/]", "failed": "[red]failed[/]"}

@@ -6,18 +6,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.cli._common import client as _client
+from modelyard.cli._common import human_size
 from modelyard.core.units import parse_bytes
+
+_size = human_size
 
 app = typer.Typer(help="Quotas, nodes, resource pools and flavors.", no_args_is_help=True)
 console = Console()
 
 OFF = ("none", "off", "unlimited", "null", "")
-
-
-def _client():
-    from modelyard.sdk import Client
-
-    return Client()
 
 
 def _gib(mib: float) -> str:
@@ -26,16 +24,6 @@ def _gib(mib: float) -> str:
 
 def _num(x: float) -> str:
     return f"{x:g}"
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _quota_table(q: dict) -> Table:

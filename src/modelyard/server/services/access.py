@@ -49,3 +49,20 @@ def paginate(session: Session, stmt: Select, *, page: int = 1, page_size: int = 
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
     return items, int(total)
+
+
+def pick_by_name(session: Session, cls: Any, name: str, principal: Principal, *, what: str) -> Any:
+    """An object by name: the caller's own first, else the single visible (public) one. Several
+    visible candidates and none of them the caller's -> 409 ambiguous (use the id)."""
+    from modelyard.core.errors import Conflict
+
+    cands = list(session.scalars(visible(select(cls).where(cls.name == name), cls, principal)
+                                 .order_by(cls.created_at)))
+    own = [c for c in cands if c.owner_id == principal.id]
+    if own:
+        return own[0]
+    if len(cands) == 1:
+        return cands[0]
+    if len(cands) > 1:
+        raise Conflict(f"{what} name {name!r} is ambiguous ({len(cands)} {what}s); use its id", code="ambiguous")
+    raise NotFound(f"{what} {name} not found")

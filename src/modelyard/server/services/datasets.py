@@ -41,7 +41,7 @@ from modelyard.server.auth import Principal
 from modelyard.server.db import advisory_lock, session_scope
 from modelyard.server.orm.datasets import SPLITS, DatasetModel, DatasetVersionModel
 from modelyard.server.services import events, references
-from modelyard.server.services.access import get_owned, get_visible, paginate, visible
+from modelyard.server.services.access import get_owned, get_visible, paginate, pick_by_name, visible
 from modelyard.server.services.paths import resolve_user_path, user_root
 from modelyard.server.settings import Settings
 
@@ -553,16 +553,7 @@ def get_dataset(session: Session, principal: Principal, ref: str) -> DatasetMode
     """By id, or by name (the caller's own dataset first, then a public one)."""
     if _ID_RE.match(ref or "") and session.get(DatasetModel, ref) is not None:
         return get_visible(session, DatasetModel, ref, principal, what="dataset")
-    cands = list(session.scalars(visible(select(DatasetModel).where(DatasetModel.name == ref), DatasetModel,
-                                         principal).order_by(DatasetModel.created_at)))
-    own = [c for c in cands if c.owner_id == principal.id]
-    if own:
-        return own[0]
-    if len(cands) == 1:
-        return cands[0]
-    if len(cands) > 1:
-        raise Conflict(f"dataset name {ref!r} is ambiguous ({len(cands)} datasets); use its id", code="ambiguous")
-    raise NotFound(f"dataset {ref} not found")
+    return pick_by_name(session, DatasetModel, ref, principal, what="dataset")
 
 
 def get_owned_dataset(session: Session, principal: Principal, ref: str) -> DatasetModel:

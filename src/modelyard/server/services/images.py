@@ -26,7 +26,7 @@ from modelyard.server.db import advisory_lock, session_scope
 from modelyard.server.orm.images import ImageBlobModel, ImageModel, ImageVersionBlobModel, ImageVersionModel
 from modelyard.server.orm.users import UserModel
 from modelyard.server.services import events, references
-from modelyard.server.services.access import get_owned, get_visible, paginate, visible
+from modelyard.server.services.access import get_owned, get_visible, paginate, pick_by_name, visible
 from modelyard.server.services.oci import ArchiveError, BlobStore, ImageInfo, import_archive, open_source
 from modelyard.server.services.paths import resolve_user_path
 from modelyard.server.settings import Settings
@@ -114,16 +114,7 @@ def get_image(session: Session, principal: Principal, ref: str) -> ImageModel:
         img = session.get(ImageModel, ref)
         if img is not None:
             return get_visible(session, ImageModel, ref, principal, what="image")
-    cands = list(session.scalars(visible(select(ImageModel).where(ImageModel.name == ref), ImageModel, principal)
-                                 .order_by(ImageModel.created_at)))
-    own = [c for c in cands if c.owner_id == principal.id]
-    if own:
-        return own[0]
-    if len(cands) == 1:
-        return cands[0]
-    if len(cands) > 1:
-        raise Conflict(f"image name {ref!r} is ambiguous ({len(cands)} images); use its id", code="ambiguous")
-    raise NotFound(f"image {ref} not found")
+    return pick_by_name(session, ImageModel, ref, principal, what="image")
 
 
 def get_owned_image(session: Session, principal: Principal, ref: str) -> ImageModel:
