@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 from modelyard.core.errors import BadRequest, Conflict, InvalidPath, NotFound
 from modelyard.core.ids import new_id
 from modelyard.server.auth import Principal
+from modelyard.server.db import session_scope
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.files import (
     PUBLIC_ROOT,
@@ -529,19 +530,17 @@ def transaction(sessions, *, readonly: bool = False) -> Iterator[Session]:
     """A unit of work whose disk side is undone (hooks in session.info["on_rollback"]) when the
     database side fails. Files routes use it instead of the request session so that long disk I/O
     never runs inside a write transaction (SQLite has one writer at a time)."""
-    session = sessions()
-    if readonly:
-        session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+    session = None
     try:
-        yield session
-        session.commit()
+        with session_scope(sessions, readonly=readonly) as session:
+            yield session
     except BaseException:
-        session.rollback()
-        run_rollback_hooks(session)
+        if session is not None:  # session_scope has rolled the database side back already
+            run_rollback_hooks(session)
         raise
     finally:
-        clear_rollback_hooks(session)
-        session.close()
+        if session is not None:
+            clear_rollback_hooks(session)
 
 
 def run_rollback_hooks(session: Session) -> None:
