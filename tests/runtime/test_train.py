@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -198,6 +199,44 @@ def test_kill9_mid_run_then_resume_continues_from_the_checkpoint(base_model, tmp
     assert new[-1]["step"] == 40
     res = result(job)
     assert res["global_step"] == 40 and res["resumed_from"] == f"checkpoint-{saved_step}"
+
+
+def test_resume_from_the_final_checkpoint_takes_no_extra_step(base_model, tmp_path):
+    """kill -9 after the checkpoint at max_steps was saved but before the output was written: the resume
+    must finish at max_steps (the Trainer alone would take one more step, 7 of 6, when max_steps ends
+    mid-epoch: it only checks global_step >= max_steps after a step)."""
+    job = tmp_path / "job-final"
+    common = {"max_steps": "6", "per_device_train_batch_size": "8", "logging_steps": "1", "save_steps": "3",
+              "learning_rate": "1e-2"}  # 120 rows / 8 = 15 steps an epoch: max_steps ends mid-epoch
+    spec = write_spec(job, base_model, common=common)
+    first = train(spec)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    ckpt_dir = job / "checkpoints"
+    assert newest_complete_checkpoint(ckpt_dir) == ckpt_dir / "checkpoint-6"
+    # the state a kill -9 during the final trainer.save_model(output_dir) leaves behind
+    shutil.rmtree(job / "output")
+    before = len(metrics(job))
+
+    spec_doc = json.loads(spec.read_text())
+    spec_doc["resume"] = True
+    spec.write_text(json.dumps(spec_doc))
+    done = train(spec)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming from checkpoint-6" in done.stdout
+    assert [m["step"] for m in metrics(job)[before:] if "loss" in m] == []  # no step trained past max_steps
+    res = result(job)
+    assert res["global_step"] == 6 and res["resumed_from"] == "checkpoint-6", res
+    assert res["metrics"]["train_loss"] > 0
+    assert not (ckpt_dir / "checkpoint-7").exists()
+    assert (job / "output" / "tokenizer_config.json").exists()
+    # the output is the checkpoint's adapter, not the untrained initialisation
+    import torch
+    from safetensors.torch import load_file
+
+    out_w = load_file(str(job / "output" / "adapter_model.safetensors"))
+    ckpt_w = load_file(str(ckpt_dir / "checkpoint-6" / "adapter_model.safetensors"))
+    assert out_w.keys() == ckpt_w.keys() and all(torch.equal(out_w[k], ckpt_w[k]) for k in out_w)
+    assert any(float(v.abs().sum()) > 0 for k, v in out_w.items() if "lora_B" in k)
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_nonzero(base_model, tmp_path):

@@ -190,8 +190,11 @@ def test_missing_paths_and_empty_folders(alice, settings):
     assert r.status_code == 400 and r.json()["error"]["code"] == "path_not_found"
     r = create(alice, "empty", path="Data")  # the seed layout, still empty
     assert r.status_code == 400 and "no training data" in r.json()["error"]["message"]
-    write(settings, alice, "f/notes.md", "x")
-    assert create(alice, "md", path="f/notes.md").status_code == 400
+    write(settings, alice, "f/notes.md", "x")  # .md is text, one row per line (core.formats)
+    assert create(alice, "md", path="f/notes.md").json()["version"]["shape"] == "text"
+    write(settings, alice, "f/notes.pdf", "x")
+    r = create(alice, "pdf", path="f/notes.pdf")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_format"
     assert create(alice, "bad name!", path="Data").json()["error"]["code"] == "invalid_name"
     assert create(alice, "both", path="Data", train="Data/train").status_code == 400
 
@@ -267,7 +270,7 @@ def test_resolve_dataset_version_and_in_use(alice, bob, settings):
     from modelyard.core.errors import InUse, NotFound
     from modelyard.server.auth import Principal
     from modelyard.server.db import session_scope
-    from modelyard.server.services import references
+    from modelyard.server.services.common import references
     from modelyard.server.services.datasets import read_rows, resolve_dataset_version
 
     write(settings, alice, "Data/train/train.jsonl", jsonl(CHAT[:5]))
@@ -301,7 +304,7 @@ def test_resolve_dataset_version_and_in_use(alice, bob, settings):
         with session_scope(sessions) as s, pytest.raises(InUse):
             references.ensure_unused(s, "dataset_version", v1.id)
     finally:
-        references._CHECKS["dataset_version"].remove(check)
+        references.remove_checker("dataset_version", check)
     assert alice.delete(f"/api/v1/datasets/{ds['id']}").status_code == 204
     assert not (settings.datasets_dir / ds["id"]).exists()
     assert alice.get(f"/api/v1/datasets/{ds['id']}").status_code == 404

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from modelyard.server.services import archives
+from modelyard.server.services.files import archives
 from tests.server.test_files_support import (
     assert_index_consistent,
     data_snapshot,

@@ -30,7 +30,7 @@ def _seed(app_client, user_id: str) -> None:
         for i in range(0, N, 10_000):
             s.execute(insert(FileModel), rows[i:i + 10_000])
         # written behind the services' back: let the index recompute its aggregates
-        fs._recount_entries(s, user_id, "big")
+        fs.recount_entries(s, user_id, "big")
         fs.recount_usage(s, [user_id])
         assert fs.verify_index(s, user_id) == []
 

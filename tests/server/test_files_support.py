@@ -101,7 +101,7 @@ def data_snapshot(settings) -> dict[str, tuple]:
 
 def set_storage_quota(app_client, user_id: str, *, bytes_: int | None, files: int | None) -> None:
     from modelyard.server.db import session_scope
-    from modelyard.server.services.quotas import ensure_quota
+    from modelyard.server.services.quota import ensure_quota
 
     ctx = app_client.app.state.ctx
     with session_scope(ctx.sessions) as s:
@@ -137,7 +137,7 @@ def assert_index_consistent(app_client, *roots: str) -> None:
             assert fs.verify_index(s, root) == [], root
             base = ctx.settings.public_root if root == "public" else ctx.settings.users_root / root
             indexed = {(p, d) for p, d in s.execute(select(FileModel.path, FileModel.is_dir).where(FileModel.root == root))}
-            on_disk = {(rel, d) for rel, d, _, _ in fs._walk(base.resolve(), "")}
+            on_disk = {(rel, d) for rel, d, _, _ in fs.walk_disk(base.resolve(), "")}
             assert indexed == on_disk, (root, indexed ^ on_disk)
 
 

@@ -16,7 +16,7 @@ def test_healthz_is_open_everything_else_needs_a_token(app_client):
 
 def test_docs_and_metrics(admin, settings):
     from modelyard.server.db import session_scope
-    from modelyard.server.scheduler import ledger
+    from modelyard.server.services.quota import ledger
 
     tc = admin.tc
     assert tc.get("/docs").status_code == 200

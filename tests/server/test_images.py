@@ -278,7 +278,7 @@ def test_native_api_create_import_list_delete(alice, settings, docker_tar):
 
 
 def test_delete_keeps_shared_blobs_and_refuses_in_use(alice, settings, docker_tar):
-    from modelyard.server.services import references
+    from modelyard.server.services.common import references
 
     image_id = seed_create(alice, "shared")
     assert seed_import(alice, image_id, "Image/app-docker.tar", "1.0").status_code == 200
@@ -294,7 +294,7 @@ def test_delete_keeps_shared_blobs_and_refuses_in_use(alice, settings, docker_ta
         assert r.status_code == 409 and r.json()["error"]["code"] == "in_use"
         assert alice.delete(f"/api/v1/images/{image_id}").status_code == 409
     finally:
-        references._CHECKS["image_version"].remove(check)
+        references.remove_checker("image_version", check)
     assert alice.delete(f"/api/v1/images/{image_id}/versions/1.0").status_code == 204
     left = blob_files(settings)
     assert sha(LAYER_B).split(":")[1] in left  # still used by 2.0
@@ -566,7 +566,7 @@ def test_import_streams_big_layers(tmp_path):
     import hashlib
     import tracemalloc
 
-    from modelyard.server.services.oci import BlobStore, import_archive, open_source
+    from modelyard.server.services.images.oci import BlobStore, import_archive, open_source
 
     size = 48 << 20
     h = hashlib.sha256()

@@ -199,7 +199,7 @@ def test_metrics_are_ingested_as_time_series(alice):
 
 def test_image_env_entrypoint_workdir_and_in_use(alice, settings):
     from modelyard.server.orm.images import ImageModel, ImageVersionModel
-    from modelyard.server.services import references
+    from modelyard.server.services.common import references
 
     ctx = ctx_of(alice)
     (settings.users_root / alice.id / "Code").mkdir(parents=True, exist_ok=True)

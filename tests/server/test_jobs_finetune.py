@@ -183,7 +183,7 @@ def test_lora_through_the_seed_api_registers_a_version_with_lineage(alice, setti
     task = env["data"]
     assert task["kind"] == "finetune" and task["fineTuneStrategy"] == "LoRA" and task["datasetVersionId"] == dsv
     from modelyard.core.errors import InUse
-    from modelyard.server.services import references
+    from modelyard.server.services.common import references
 
     with session_scope(ctx_of(alice).sessions, readonly=True) as s:  # a live job pins what it uses
         for kind, obj in (("model_version", base), ("dataset_version", dsv)):
@@ -290,11 +290,12 @@ def test_trainer_killed_then_resume_continues_from_checkpoint(alice, settings, t
     done = wait_state(alice, j["id"], ("succeeded", "failed"), timeout=120)
     assert done["state"] == "succeeded", (done["error"], alice.get(f"/api/v1/jobs/{j['id']}/logs").text[-3000:])
     series = alice.get(f"/api/v1/jobs/{j['id']}/metrics", params={"name": "loss", "attempt": 2}).json()["series"]
-    steps2 = series["loss"]["step"]
-    assert steps2[0] > 1 and steps2[0] <= step_at_kill + 1  # continued from a checkpoint, not from step 0
-    # Known open bug: after a resume through the job API the Trainer has, once in four full-suite runs, ended
-    # at step 21 of max_steps 20 (cause not found yet; tests/runtime's resume test checks == max_steps exactly).
-    assert done["result"]["global_step"] in (20, 21)
+    steps2 = series.get("loss", {}).get("step", [])
+    if done["result"]["resumed_from"] == "checkpoint-20":  # killed after the final checkpoint: nothing to train
+        assert steps2 == []
+    else:
+        assert steps2[0] > 1 and steps2[0] <= step_at_kill + 1  # continued from a checkpoint, not from step 0
+    assert done["result"]["global_step"] == 20
 
 
 @pytest.mark.slow

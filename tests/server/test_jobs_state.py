@@ -8,11 +8,12 @@ from sqlalchemy import select
 
 from modelyard.core.enums import JobState
 from modelyard.core.errors import Conflict
+from modelyard.core.states import JOB
 from modelyard.server.db import session_scope
 from modelyard.server.orm import AllocationModel, EventModel
 from modelyard.server.orm.jobs import JobModel
-from modelyard.server.scheduler import ledger
-from modelyard.server.scheduler.transitions import EDGES, StaleState, check_edge, transition
+from modelyard.server.services.jobs import StaleState, check_edge, transition
+from modelyard.server.services.quota import ledger
 
 S = JobState
 
@@ -27,13 +28,13 @@ def _job(ctx, owner_id: str, state: str = "pending") -> str:
 
 
 def test_edges_table_is_the_documented_machine():
-    assert EDGES[S.pending] == {S.queued, S.failed, S.cancelled}
-    assert EDGES[S.queued] == {S.starting, S.failed, S.cancelled}
-    assert EDGES[S.starting] == {S.running, S.failed, S.cancelled}
-    assert EDGES[S.running] == {S.succeeded, S.failed, S.cancelled}
-    assert EDGES[S.failed] == {S.queued} and EDGES[S.cancelled] == {S.queued}  # resume
-    assert EDGES[S.succeeded] == set()
-    allowed = {(a, b) for a, bs in EDGES.items() for b in bs}
+    assert JOB.edges[S.pending] == {S.queued, S.failed, S.cancelled}
+    assert JOB.edges[S.queued] == {S.starting, S.failed, S.cancelled}
+    assert JOB.edges[S.starting] == {S.running, S.failed, S.cancelled}
+    assert JOB.edges[S.running] == {S.succeeded, S.failed, S.cancelled}
+    assert JOB.edges[S.failed] == {S.queued} and JOB.edges[S.cancelled] == {S.queued}  # resume
+    assert JOB.edges[S.succeeded] == set()
+    allowed = {(a, b) for a, bs in JOB.edges.items() for b in bs}
     for a in S:
         for b in S:
             if (a, b) in allowed:

@@ -81,7 +81,7 @@ def ctx_of(client):
 
 def set_quota(client, user_id: str, **values) -> None:
     from modelyard.server.db import session_scope
-    from modelyard.server.scheduler import ledger
+    from modelyard.server.services.quota import ledger
 
     with session_scope(ctx_of(client).sessions) as s:
         q = ledger.get_quota(s, user_id)

@@ -14,8 +14,8 @@ from modelyard.core.ids import new_id
 from modelyard.server.db import make_engine, make_sessionmaker, session_scope
 from modelyard.server.orm import AllocationModel, Base, NodeModel, QuotaModel, UserModel
 from modelyard.server.orm.base import utcnow
-from modelyard.server.scheduler import ledger
-from modelyard.server.scheduler.ledger import Part, Resources
+from modelyard.server.services.quota import ledger
+from modelyard.server.services.quota.ledger import Part, Resources
 
 
 @pytest.fixture

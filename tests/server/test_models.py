@@ -536,7 +536,7 @@ def test_metrics_are_appended(alice, settings):
 
 
 def test_delete_refused_while_something_uses_the_version(alice, settings, app_client):
-    from modelyard.server.services import references
+    from modelyard.server.services.common import references
 
     make_tiny_hf(user_dir(settings, alice, "Model/a"))
     v = import_native(alice, "m", "Model/a")
@@ -553,7 +553,7 @@ def test_delete_refused_while_something_uses_the_version(alice, settings, app_cl
         assert Path(v["path"]).is_dir()
         assert alice.get("/api/v1/models/m").json()["versions_count"] == 1
     finally:
-        references._CHECKS["model_version"].remove(job_uses)
+        references.remove_checker("model_version", job_uses)
     assert alice.delete("/api/v1/models/m").status_code == 204
     assert not Path(v["path"]).exists()
     assert alice.get("/api/v1/models/m").status_code == 404

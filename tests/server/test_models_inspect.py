@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.server.services.model_inspect import (
+from modelyard.server.services.models.inspection import (
     InspectError,
     copy_into,
     detect_layout,

@@ -6,8 +6,8 @@ import pytest
 
 from modelyard.server.db import session_scope
 from modelyard.server.orm import NodeModel, ResourceGroupModel
-from modelyard.server.scheduler import ledger
-from modelyard.server.scheduler.ledger import Part, Resources
+from modelyard.server.services.quota import ledger
+from modelyard.server.services.quota.ledger import Part, Resources
 
 DIMS = ("cpu", "memory_mib", "gpu", "vgpu", "mig")
 
@@ -99,7 +99,7 @@ def test_cordon_uncordon_admin_only_and_respected_by_the_ledger(admin, alice):
         assert ledger.try_allocate(s, user_id=alice.id, consumer_type="job", consumer_id="j",
                                    parts=[Part("p", Resources(cpu=1))]) is None
     # a restart re-registers the local node but keeps the admin's cordon
-    from modelyard.server.services.nodes import register_local_node
+    from modelyard.server.services.resources.nodes import register_local_node
 
     with session_scope(sessions_of(admin)) as s:
         register_local_node(s)

@@ -10,7 +10,7 @@ from modelyard.server.db import session_scope
 from modelyard.server.orm import AllocationModel, NodeModel
 from modelyard.server.orm.jobs import JobModel, JobReplicaModel
 from modelyard.server.scheduler import queue
-from modelyard.server.scheduler.transitions import transition
+from modelyard.server.services.jobs import transition
 
 
 def _ctx(client):
@@ -18,7 +18,7 @@ def _ctx(client):
 
 
 def _quota(client, uid, **kw):
-    from modelyard.server.scheduler import ledger
+    from modelyard.server.services.quota import ledger
 
     with session_scope(_ctx(client).sessions) as s:
         q = ledger.get_quota(s, uid)

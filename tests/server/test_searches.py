@@ -16,8 +16,8 @@ from modelyard.runtime import tiny
 from modelyard.server.db import session_scope
 from modelyard.server.orm.jobs import JobMetricModel, JobModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
-from modelyard.server.scheduler.transitions import transition
 from modelyard.server.services import searches as svc
+from modelyard.server.services.jobs import transition
 from tests.conftest import sdk_for as sdk
 
 

@@ -12,8 +12,8 @@ import pytest
 from modelyard.server.db import session_scope
 from modelyard.server.orm import NodeModel
 from modelyard.server.orm.base import utcnow
-from modelyard.server.scheduler import ledger
-from modelyard.server.scheduler.ledger import Part, Resources
+from modelyard.server.services.quota import ledger
+from modelyard.server.services.quota.ledger import Part, Resources
 
 REMAIN_PATHS = ["/system/config/getRemainResource", "/api/system/config/getRemainResource"]
 QUOTA_PATH = "/resource/configRemake/getQuotaRemainResource"

@@ -85,7 +85,7 @@ def import_demo_model(console: Console, settings=None) -> str:
     settings = settings or Settings()
     settings.ensure_dirs()
     engine = make_engine(settings.db_url)
-    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine, settings=settings))
     tmp: Path | None = None
     try:
         token = init_database(ctx)

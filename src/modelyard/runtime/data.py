@@ -1,23 +1,25 @@
 """Training data inside the job: read rows, render them through the tokenizer, mask, pack, collate.
 
-Shapes (spec["data"]["shape"]):
+Files are read with modelyard.core.formats (the reader dataset validation and job resolution use:
+the same formats, the same rows). Shapes (spec["data"]["shape"]):
 - "chat":   {"messages": [{"role", "content"}, ...]} or ShareGPT {"conversations": [{"from", "value"}]}.
             Rendered with the tokenizer's chat template (a ChatML fallback when it has none); the loss
             is on the assistant turns only (labels -100 elsewhere) unless train_on_inputs.
 - "alpaca": {"instruction", "input"?, "output"} (also "prompt"/"response"|"completion"): one user turn
             and one assistant answer, rendered like chat; loss on the answer.
-- "text":   {"text"} rows (or plain .txt files): causal LM on everything, concatenated with EOS and cut
+- "text":   {"text"} rows (or .txt/.md files, one text per line): causal LM on everything, concatenated with EOS and cut
             into max_seq_length blocks (group_texts).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from modelyard.core import formats
 
 log = logging.getLogger("modelyard.runtime")
 
@@ -32,9 +34,7 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "model": "assistant", "bot": "assistant", "system": "system", "tool": "tool",
-                   "function": "tool", "observation": "tool"}
+_SHAREGPT_ROLES = {**formats.SHAREGPT_ROLES, "model": "assistant", "bot": "assistant"}
 
 
 class DataError(ValueError):
@@ -44,64 +44,12 @@ class DataError(ValueError):
 # --- reading ----------------------------------------------------------------------------------
 
 def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a jsonl / json / csv / tsv / parquet / txt file."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        with p.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise DataError(f"{p.name}:{n}: not valid JSON ({exc})") from None
-                yield row if isinstance(row, dict) else {"text": row} if isinstance(row, str) else {"messages": row}
-    elif suffix == ".json":
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            # some ".json" files are really JSON lines
-            try:
-                yield from read_rows_jsonl_text(p.read_text(encoding="utf-8"))
-                return
-            except DataError:
-                raise DataError(f"{p.name}: not valid JSON ({exc})") from None
-        if isinstance(doc, dict):
-            for key in ("data", "rows", "train", "examples"):
-                if isinstance(doc.get(key), list):
-                    doc = doc[key]
-                    break
-            else:
-                doc = [doc]
-        for row in doc:
-            yield row if isinstance(row, dict) else {"text": row} if isinstance(row, str) else {"messages": row}
-    elif suffix in (".csv", ".tsv"):
-        with p.open(encoding="utf-8", newline="") as f:
-            yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(p).iter_batches(batch_size=1024):
-            yield from batch.to_pylist()
-    elif suffix in (".txt", ".md", ""):
-        text = p.read_text(encoding="utf-8")
-        # paragraphs separated by blank lines are documents
-        for doc in text.split("\n\n"):
-            if doc.strip():
-                yield {"text": doc.strip()}
-    else:
-        raise DataError(f"{p.name}: unsupported file type {suffix!r} (jsonl, json, csv, tsv, parquet, txt)")
-
-
-def read_rows_jsonl_text(text: str) -> Iterator[dict]:
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except ValueError:
-                raise DataError(f"line {n}: not valid JSON") from None
+    """Rows of a data file: modelyard.core.formats, the reader datasets validate with (jsonl, json,
+    csv, tsv, parquet; txt/md one text per line). A bad file is a DataError naming file and line."""
+    try:
+        yield from formats.read_rows(path)
+    except formats.FormatError as exc:
+        raise DataError(exc.message) from None
 
 
 def read_all(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -126,11 +74,12 @@ def _maybe_json(v: Any) -> Any:
 
 def to_messages(row: dict[str, Any], shape: str) -> list[dict[str, str]]:
     """A chat or alpaca row as [{"role", "content"}]."""
-    if shape == "alpaca" or ("instruction" in row and "messages" not in row and "conversations" not in row):
-        instr = row.get("instruction", row.get("prompt", row.get("question")))
-        out = row.get("output", row.get("response", row.get("completion", row.get("answer"))))
+    if shape == "alpaca" or (formats.detect_shape(row) or ("",))[0] == "alpaca":
+        ikey, okey = formats.alpaca_keys(row)
+        instr, out = row.get(ikey), row.get(okey)
         if instr is None or out is None:
-            raise DataError(f"alpaca row needs instruction and output, got keys {sorted(row)}")
+            raise DataError(f"alpaca row needs instruction and output (or prompt and response), "
+                            f"got keys {sorted(row)}")
         inp = row.get("input") or ""
         user = f"{instr}\n\n{inp}" if str(inp).strip() else str(instr)
         msgs = []

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.core.errors import BadRequest
+from modelyard.core.hparams import hparam_items
 
 # where a value goes
 ARGS = "args"  # transformers.TrainingArguments(<target>=value)
@@ -177,28 +178,9 @@ def describe(strategy: str = "LoRA", is_pretrain: bool = False) -> list[dict[str
 
 
 def _items(block: Any, where: str) -> list[tuple[str, Any]]:
-    """The seed's [{"name","value","description"}] list, a {name: value} dict, or None."""
-    if block is None or block == "":
-        return []
-    if isinstance(block, str):  # a JSON string (the seed's `hyperparameter` field)
-        try:
-            block = json.loads(block)
-        except ValueError:
-            raise BadRequest(f"{where} is not valid JSON", code="invalid_hyperparameter") from None
-    if isinstance(block, dict):
-        return [(str(k), v) for k, v in block.items()]
-    if isinstance(block, list):
-        out = []
-        for i, item in enumerate(block):
-            if not isinstance(item, dict) or "name" not in item:
-                raise BadRequest(f"{where}[{i}] must be an object with name and value",
-                                 code="invalid_hyperparameter")
-            name = str(item.get("name") or "").strip()
-            if not name:  # the seed's request example carries an empty placeholder entry
-                continue
-            out.append((name, item.get("value")))
-        return out
-    raise BadRequest(f"{where} must be a list of {{name, value}} or an object", code="invalid_hyperparameter")
+    """The seed's [{"name","value","description"}] list, a {name: value} dict, or None
+    (modelyard.core.hparams, the one parser)."""
+    return hparam_items(block, where)
 
 
 class _Bad(Exception):

@@ -1,5 +1,5 @@
 """What the runtime tells the platform: metrics.jsonl lines while training, modelyard_result.json at
-the end (formats in .notes/CONTRACTS.md, "jobs")."""
+the end (formats in ARCHITECTURE.md, "Server ↔ runtime contract", "jobs")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`python -m modelyard.runtime.train`: the training process of a fine-tuning / pre-training job.
 
-Started by the job executor once per replica (contract: .notes/CONTRACTS.md, "jobs"). Reads
+Started by the job executor once per replica (contract: ARCHITECTURE.md, "Server ↔ runtime contract", "jobs"). Reads
 MODELYARD_SPEC (spec.json), trains with transformers' Trainer (+ PEFT for LoRA), writes metrics
 lines to metrics_file, checkpoints into checkpoint_dir, and on success the output model plus
 modelyard_result.json into output_dir. Never imports the server.
@@ -110,6 +110,18 @@ def newest_complete_checkpoint(ckpt_dir: Path, *, discard_partial: bool = False)
             except OSError:
                 pass
     return found
+
+
+def _finished_state(path: Path, max_steps: int) -> int | None:
+    """The checkpoint's global_step when it has reached the run's max_steps (the run's own when set,
+    else the one the checkpoint was written for), so there is nothing left to train; else None."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+        step = int(state.get("global_step") or 0)
+        target = int(max_steps) if max_steps and max_steps > 0 else int(state.get("max_steps") or 0)
+    except (OSError, ValueError, TypeError):
+        return None
+    return step if target > 0 and step >= target else None
 
 
 # --- model --------------------------------------------------------------------------------------
@@ -360,11 +372,27 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
         else:
             log(f"resuming from {resume_from.name}")
 
+    # A checkpoint at max_steps (kill -9 after the last save, before the output was written) is the trained
+    # model already: trainer.train() would run one more optimizer step from it (the Trainer tests
+    # global_step >= max_steps only after a step, and its epoch loop still has batches left when max_steps
+    # ends mid-epoch), finishing at max_steps + 1. Load it and go straight to the output instead.
+    finished = _finished_state(resume_from, targs.max_steps) if resume_from else None
+
     stopper.training = True
     if stopper.requested:  # a signal that raced the start of training
         raise SystemExit(EXIT_TERMINATED)
     t_train = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if finished is not None:
+        from transformers import TrainerState
+
+        log(f"{resume_from.name} is at max_steps ({finished}); nothing left to train")
+        trainer._load_from_checkpoint(str(resume_from))
+        trainer.state = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
+        logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        training_loss = sum(logged) / len(logged) if logged else 0.0
+    else:
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        training_loss = result.training_loss
     seconds = time.perf_counter() - t_train  # the whole of trainer.train(), as a bare script would time it
     tokens = counter.tokens * max(1, world)
     if stopper():
@@ -388,9 +416,9 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
         tokenizer.save_pretrained(str(out_dir))
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         metrics: dict[str, Any] = {
-            "train_loss": float(losses[-1]) if losses else float(result.training_loss),
-            "first_loss": float(losses[0]) if losses else float(result.training_loss),
-            "mean_train_loss": float(result.training_loss),
+            "train_loss": float(losses[-1]) if losses else float(training_loss),
+            "first_loss": float(losses[0]) if losses else float(training_loss),
+            "mean_train_loss": float(training_loss),
             "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0,
             "train_tokens": tokens,
             "train_runtime_s": round(seconds, 3),

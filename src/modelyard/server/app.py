@@ -27,22 +27,15 @@ COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources"]
 
 def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> None:
     for name in names:
-        try:
-            mod = importlib.import_module(f"{package}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{package}.{name}":
-                continue  # a domain not built yet
-            raise
+        mod = importlib.import_module(f"{package}.{name}")
         app.include_router(mod.router, prefix=prefix)
 
 
 def init_database(ctx: AppContext) -> str | None:
     """Schema, bootstrap admin, this node. Returns an admin token to print once, if generated."""
-    from modelyard.server.services import quotas
-    from modelyard.server.services.nodes import register_local_node
+    from modelyard.server.services.resources.nodes import register_local_node
     from modelyard.server.services.users import bootstrap_admin
 
-    quotas.DEFAULTS = ctx.settings.quota
     if ctx.settings.schema_mode == "create_all":
         from modelyard.server.orm import Base
 
@@ -64,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.ensure_dirs()
     engine = make_engine(settings.db_url)
-    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine, settings=settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

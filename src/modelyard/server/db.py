@@ -13,6 +13,7 @@ import contextlib
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,8 +49,10 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
     return bind.dialect.name == "sqlite"
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, settings: Any = None) -> sessionmaker[Session]:
+    """Sessions carry the settings in session.info["settings"], so a service deep in a call
+    (a quota row created on first use) reads the configured defaults without a module global."""
+    return sessionmaker(engine, expire_on_commit=False, info={"settings": settings} if settings is not None else {})
 
 
 @contextlib.contextmanager

@@ -14,6 +14,8 @@ string, imported lazily so that an optional dependency such as Ray is only neede
 from __future__ import annotations
 
 import importlib
+import json
+import signal
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -104,6 +106,20 @@ class Executor(ABC):
         """Re-attach to a replica after a server restart: True when it is still running and is the
         same replica (not a reused pid); then poll() and notify work for it as for a new one."""
 
+    # --- on the launch record and the exit: shared by every executor -------------------------
+    @staticmethod
+    def read_launch_record(replica_dir: str | Path) -> dict | None:
+        """`<replica_dir>/launch.json` ({pid, pid_start_time, attempt}), written right after the
+        start, so a replica whose server died before recording it can still be found."""
+        try:
+            return json.loads((Path(replica_dir) / "launch.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def describe_exit(code: int | None) -> str:
+        return describe_exit(code)
+
     def iter_logs(self, handle: ReplicaHandle, *, offset: int = 0, chunk: int = 64 * 1024) -> Iterator[bytes]:
         while True:
             data, offset = self.logs(handle, offset=offset, limit=chunk)
@@ -112,12 +128,24 @@ class Executor(ABC):
             yield data
 
 
-_INSTANCES: dict[tuple[int, str], Executor] = {}
 _INSTANCES_LOCK = threading.Lock()
 
 
-def get_executor(ctx: Any, name: str) -> Executor:
-    """The executor instance for a name, one per app context (kept in ctx.components)."""
+def describe_exit(code: int | None) -> str:
+    """A replica's ending in words: "exit code 3", "killed by signal SIGKILL"."""
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def get_executor(ctx: Any, name: str, *, notify: Callable[[], None] | None = None) -> Executor:
+    """The executor instance for a name, one per app context (kept in ctx.components); notify is
+    what it calls when a replica ends (the caller's wake-up, so executors import nothing above)."""
     key = f"executor:{name}"
     with _INSTANCES_LOCK:
         ex = ctx.components.get(key)
@@ -126,8 +154,6 @@ def get_executor(ctx: Any, name: str) -> Executor:
             if spec is None:
                 raise LookupError(f"no executor named {name!r} (known: {', '.join(sorted(EXECUTORS))})")
             mod, cls = spec.split(":")
-            from modelyard.server.scheduler.transitions import wake_all
-
-            ex = getattr(importlib.import_module(mod), cls)(notify=wake_all)
+            ex = getattr(importlib.import_module(mod), cls)(notify=notify)
             ctx.components[key] = ex
         return ex

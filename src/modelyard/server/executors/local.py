@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from .base import Executor, ReplicaHandle, ReplicaLaunch, ReplicaStatus
+from .base import Executor, ReplicaHandle, ReplicaLaunch, ReplicaStatus, describe_exit
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,6 @@ def same_process(pid: int | None, start_time: float | None) -> psutil.Process | 
         return proc
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return None
-
-
-def describe_code(code: int | None) -> str:
-    if code is None:
-        return "no exit code"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 class LocalProcessExecutor(Executor):
@@ -165,9 +154,9 @@ class LocalProcessExecutor(Executor):
                 return ReplicaStatus(alive=True)
             code = read_exit_code(handle.replica_dir)
             if code is not None:
-                st = ReplicaStatus(alive=False, exit_code=code, reason=describe_code(code))
+                st = ReplicaStatus(alive=False, exit_code=code, reason=describe_exit(code))
             else:  # the wrapper itself died without recording its child's code (SIGKILL of the group)
-                st = ReplicaStatus(alive=False, exit_code=rc, reason=describe_code(rc))
+                st = ReplicaStatus(alive=False, exit_code=rc, reason=describe_exit(rc))
             with self.lock:
                 self._children.pop(handle.pid, None)
                 self._ended[key] = st
@@ -179,7 +168,7 @@ class LocalProcessExecutor(Executor):
             return ReplicaStatus(alive=True)
         code = read_exit_code(handle.replica_dir)
         if code is not None:
-            return ReplicaStatus(alive=False, exit_code=code, reason=describe_code(code))
+            return ReplicaStatus(alive=False, exit_code=code, reason=describe_exit(code))
         return ReplicaStatus(alive=False, exit_code=None,
                              reason="replica process vanished while the server was down (no exit code recorded)")
 
@@ -216,11 +205,3 @@ class LocalProcessExecutor(Executor):
         except FileNotFoundError:
             return b"", offset
         return data, offset + len(data)
-
-    # --- helpers used by recovery -------------------------------------------------------------
-    @staticmethod
-    def read_launch_record(replica_dir: str | Path) -> dict | None:
-        try:
-            return json.loads((Path(replica_dir) / "launch.json").read_text())
-        except (OSError, ValueError):
-            return None

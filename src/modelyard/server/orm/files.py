@@ -81,7 +81,8 @@ class UploadModel(IdMixin, TimestampMixin, Base):
     """A resumable upload: size and SHA-256 announced up front, chunks of chunk_size bytes (the last
     one shorter) sent in any order into <uploads_dir>/<id>.part, verified and renamed on complete.
 
-    state: open | completed | aborted | failed | expired. Open sessions reserve their size against
+    state: open | completing | completed | aborted | failed | expired (table: core/states.UPLOAD,
+    moved only through services/uploads/states.UPLOAD_DOOR). Live sessions reserve their size against
     the owner's storage quota."""
 
     __tablename__ = "uploads"

@@ -1,6 +1,6 @@
 """Jobs (fine-tune, pre-train, custom), their replicas and their metric time series.
 
-A job's state changes only through scheduler/transitions.py. Replica rows carry what is needed to
+A job's state changes only through services/jobs/states.py (replicas: the same module). Replica rows carry what is needed to
 find a replica's process again after a server restart (executor, node, pid + its start time)."""
 
 from __future__ import annotations
@@ -109,29 +109,3 @@ class JobMetricModel(Base):
     name: Mapped[str] = mapped_column(String(64), nullable=False)
     value: Mapped[float] = mapped_column(Float, nullable=False)
     ts: Mapped[float] = mapped_column(Float, nullable=False)  # unix seconds
-
-
-# --- "in use" checks: an image / model version / dataset version a live job uses can't be deleted ---
-
-def _register_checks() -> None:
-    from sqlalchemy import select
-
-    from modelyard.server.services import references
-
-    def make(column, what: str):
-        def check(session, obj_id: str) -> str | None:
-            rows = session.execute(select(JobModel.id, JobModel.name, JobModel.state).where(
-                column == obj_id, JobModel.state.in_(ACTIVE_STATES)).limit(5)).all()
-            if not rows:
-                return None
-            return "; ".join(f"{what} of job {r.name} ({r.id}, {r.state})" for r in rows)
-
-        return check
-
-    references.checker("image")(make(JobModel.image_id, "image"))
-    references.checker("image_version")(make(JobModel.image_version_id, "image"))
-    references.checker("model_version")(make(JobModel.model_version_id, "base model"))
-    references.checker("dataset_version")(make(JobModel.dataset_version_id, "dataset"))
-
-
-_register_checks()

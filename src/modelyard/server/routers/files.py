@@ -34,9 +34,9 @@ from modelyard.server.schemas.files import (
     UploadCreate,
     UploadState,
 )
-from modelyard.server.services import archives
 from modelyard.server.services import files as fs
 from modelyard.server.services import uploads as up
+from modelyard.server.services.files import archives
 
 router = APIRouter(tags=["files"])
 
@@ -108,7 +108,7 @@ def delete_file(ctx: CtxDep, principal: UserDep, path: str, public: bool = False
 def usage(ctx: CtxDep, principal: UserDep, user_id: str | None = None):
     uid = principal.ensure_acting_as(user_id)
     with fs.transaction(ctx.sessions) as s:
-        from modelyard.server.services.quotas import ensure_quota
+        from modelyard.server.services.quota import ensure_quota
 
         b, n = fs.storage_usage(s, ctx.settings, uid)
         rb, rn = fs.reserved(s, uid)

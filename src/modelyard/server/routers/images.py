@@ -106,20 +106,10 @@ def delete_version(image: str, version: str, ctx: CtxDep, principal: UserDep):
 @router.get("/images/{image}/versions/{version}/blobs/{digest}")
 def get_blob(image: str, version: str, digest: str, ctx: CtxDep, settings: SettingsDep, principal: UserDep):
     """A blob (manifest, config or layer) of a version, as stored (content-addressed)."""
-    from sqlalchemy import select
-
     from modelyard.core.errors import NotFound
-    from modelyard.server.orm.images import ImageBlobModel, ImageVersionBlobModel
 
     with session_scope(ctx.sessions, readonly=True) as session:
-        v = svc.get_version(session, principal, image, version)
-        row = session.execute(select(ImageVersionBlobModel, ImageBlobModel)
-                              .join(ImageBlobModel, ImageBlobModel.digest == ImageVersionBlobModel.digest)
-                              .where(ImageVersionBlobModel.version_id == v.id,
-                                     ImageVersionBlobModel.digest == digest)).first()
-        if row is None:
-            raise NotFound(f"version {v.tag} has no blob {digest}")
-        media_type = row[1].media_type or "application/octet-stream"
+        media_type = svc.version_blob_media_type(session, principal, image, version, digest)
     path = svc.blob_path(settings, digest)
     if not path.is_file():
         raise NotFound(f"blob {digest} is missing from the store")

@@ -8,11 +8,9 @@ from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from modelyard.core.enums import JobState
-from modelyard.core.errors import BadRequest, NotFound
+from modelyard.core.errors import BadRequest
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
-from modelyard.server.orm.jobs import JobModel
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.jobs import JobDetail, JobResponse, JobSubmit, RegisterOutputRequest
 from modelyard.server.services import jobs as svc
@@ -103,8 +101,6 @@ def metrics_png(job_id: str, ctx: CtxDep, principal: UserDep,
 def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
          replica: str | None = Query(None, description="e.g. master-0, worker-1 or a rank (default: rank 0)"),
          offset: int = Query(0, ge=0), poll_s: float = Query(0.2, ge=0.02, le=5)):
-    from modelyard.server.scheduler.runner import executor_for, handle_of
-
     with session_scope(ctx.sessions, readonly=True) as s:
         job = svc.get_job(s, principal, job_id)  # 404 before any streaming starts
         if replica and job.state not in ("pending", "queued"):
@@ -113,15 +109,7 @@ def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
     def locate():
         """(handle, executor, job finished?) of the replica, or (None, None, finished?)."""
         with session_scope(ctx.sessions, readonly=True) as s:
-            job = s.get(JobModel, job_id)
-            finished = job is None or JobState(job.state).finished
-            if job is None or job.state in ("pending", "queued"):
-                return None, None, finished
-            try:
-                rep = svc.find_replica(s, job, replica)
-            except NotFound:
-                return None, None, finished
-            return handle_of(rep), executor_for(ctx, rep), finished
+            return svc.locate_replica_log(ctx, s, job_id, replica)
 
     async def stream():
         # async, so a follower holds no worker thread while it waits; the short blocking reads

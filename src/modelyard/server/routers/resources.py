@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import select
 
 from modelyard.core.errors import Forbidden
 from modelyard.server.deps import AdminDep, SessionDep, SettingsDep, UserDep
-from modelyard.server.orm import UserModel
 from modelyard.server.schemas.resources import (
     FlavorCreate,
     FlavorListResponse,
@@ -31,9 +29,11 @@ from modelyard.server.schemas.resources import (
     TagsBody,
     TagsResponse,
 )
-from modelyard.server.services import nodes as node_svc
-from modelyard.server.services import quotas as quota_svc
+from modelyard.server.services import quota as quota_svc
 from modelyard.server.services import resources as svc
+from modelyard.server.services import usage
+from modelyard.server.services import users as users_svc
+from modelyard.server.services.resources import nodes as node_svc
 
 router = APIRouter(tags=["resources"])
 
@@ -177,14 +177,14 @@ def delete_flavor(ref: str, session: SessionDep, admin: AdminDep):
 
 @router.get("/quotas", response_model=list[QuotaResponse], summary="Admin: every user's quota and usage")
 def list_quotas(session: SessionDep, settings: SettingsDep, _admin: AdminDep, storage: bool = False):
-    users = session.scalars(select(UserModel).order_by(UserModel.name))
-    return [quota_svc.quota_view(session, settings, u, with_storage=storage) for u in users]
+    users = users_svc.list_users(session, order="name")
+    return [usage.quota_view(session, settings, u, with_storage=storage) for u in users]
 
 
 @router.get("/quotas/me", response_model=QuotaResponse,
             summary="The caller's quota: limits, used (live allocations), remaining, window, storage")
 def my_quota(session: SessionDep, settings: SettingsDep, principal: UserDep):
-    return quota_svc.quota_view(session, settings, quota_svc.find_user(session, principal.id))
+    return usage.quota_view(session, settings, quota_svc.find_user(session, principal.id))
 
 
 @router.get("/quotas/{user}", response_model=QuotaResponse, summary="A user's quota (by id or name; admin or self)")
@@ -192,7 +192,7 @@ def get_quota(user: str, session: SessionDep, settings: SettingsDep, principal: 
     u = quota_svc.find_user(session, user)
     if u.id != principal.id and not principal.is_admin:
         raise Forbidden("only admins read other users' quotas")
-    return quota_svc.quota_view(session, settings, u)
+    return usage.quota_view(session, settings, u)
 
 
 @router.put("/quotas/{user}", response_model=QuotaResponse,
@@ -201,7 +201,7 @@ def get_quota(user: str, session: SessionDep, settings: SettingsDep, principal: 
 def put_quota(user: str, req: QuotaUpdate, session: SessionDep, settings: SettingsDep, admin: AdminDep):
     u = quota_svc.find_user(session, user)
     quota_svc.set_quota(session, actor_id=admin.id, user_id=u.id, changes=req.model_dump(exclude_unset=True))
-    return quota_svc.quota_view(session, settings, u)
+    return usage.quota_view(session, settings, u)
 
 
 # --- ModelArts-style pool views ---------------------------------------------------------------

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from sqlalchemy import select
 
-from modelyard.server.auth import hash_token, issue_token
 from modelyard.server.deps import AdminDep, SessionDep, SettingsDep, UserDep
-from modelyard.server.orm import ApiTokenModel, UserModel
 from modelyard.server.schemas.users import (
     TokenCreatedResponse,
     TokenCreateRequest,
@@ -27,7 +24,7 @@ def create_user(req: UserCreateRequest, session: SessionDep, settings: SettingsD
 
 @router.get("/users", response_model=list[UserResponse])
 def list_users(session: SessionDep, _admin: AdminDep):
-    return list(session.scalars(select(UserModel).order_by(UserModel.created_at)))
+    return svc.list_users(session)
 
 
 @router.get("/users/me", response_model=UserResponse)
@@ -37,13 +34,12 @@ def me(session: SessionDep, principal: UserDep):
 
 @router.get("/tokens", response_model=list[TokenResponse])
 def list_tokens(session: SessionDep, principal: UserDep):
-    return list(session.scalars(select(ApiTokenModel).where(ApiTokenModel.user_id == principal.id)))
+    return svc.list_tokens(session, principal.id)
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenCreatedResponse)
 def create_token(req: TokenCreateRequest, session: SessionDep, principal: UserDep):
-    token = issue_token(session, user_id=principal.id, name=req.name)
-    row = session.scalar(select(ApiTokenModel).where(ApiTokenModel.token_hash == hash_token(token)))
+    row, token = svc.create_token(session, user_id=principal.id, name=req.name)
     return TokenCreatedResponse(**TokenResponse.model_validate(row).model_dump(), token=token)
 
 

@@ -2,7 +2,7 @@
 runs a scheduling pass whenever something happened, and at least every
 settings.scheduler.poll_interval_s as a safety net.
 
-"Something happened" = a threading.Event set by transitions.wake_all(): after the commit of any
+"Something happened" = a threading.Event set by services.common.wake.wake_all(): after the commit of any
 job state change (a submit, a cancel, a job ending), and by the executors' watcher threads the
 moment a replica process exits. So a job that ends frees its resources and the next queued job
 starts within milliseconds, without polling delays.
@@ -18,8 +18,8 @@ import logging
 import time
 from typing import Any
 
-from modelyard.server.background import WakeableLoop
 from modelyard.server.scheduler import queue, runner
+from modelyard.server.services.common.loops import WakeableLoop
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from modelyard.core.enums import JobState
 from modelyard.server.db import session_scope
 from modelyard.server.orm import NodeModel
 from modelyard.server.orm.jobs import JobModel, JobReplicaModel
-from modelyard.server.scheduler import ledger
-from modelyard.server.scheduler.transitions import StaleState, transition
 from modelyard.server.services import jobs as jobs_svc
+from modelyard.server.services.jobs import StaleState, move_replica, transition
+from modelyard.server.services.quota import ledger
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +232,13 @@ def admit(ctx: Any, job_id: str, view: PassView | None = None) -> tuple[str, lis
             node = nodes[alloc.node_id]
             devices = pick_devices(s, node, alloc, taken.setdefault(node.id, set()))
             rep = existing.get((role, index))
-            if rep is None:
-                rep = JobReplicaModel(job_id=job.id, role=role, index=index)
-                s.add(rep)
             rdir = jobs_svc.replica_dir(ctx.settings, job.id, role, index)
-            rep.rank, rep.attempt, rep.state = rank, job.attempt, "starting"
+            if rep is None:  # a new row starts out placed; an earlier attempt's row goes through its door
+                rep = JobReplicaModel(job_id=job.id, role=role, index=index, state="starting")
+                s.add(rep)
+            elif rep.state != "starting":
+                move_replica(s, rep, "starting", reason=f"attempt {job.attempt}")
+            rep.rank, rep.attempt = rank, job.attempt
             rep.node_id, rep.executor, rep.devices = node.id, node.executor or "local", devices
             rep.pid = rep.pid_start_time = rep.external_id = rep.exit_code = None
             rep.message, rep.started_at, rep.finished_at = "", None, None

@@ -5,7 +5,7 @@
   cancel requested -> SIGTERM, SIGKILL after the grace period, `cancelled` when none is left;
   a replica failed -> kill the others, `failed` with the reason; all exited 0 -> (training:
   register the output as a model version) `succeeded`. Every terminal transition releases the
-  job's allocations in the same transaction (scheduler/transitions.py).
+  job's allocations in the same transaction (services/jobs/states.py).
 - recover (once at start): replicas of running jobs are re-attached when their pid still runs
   with the recorded start time; the others resolve through their exit_code file or are failed
   ("replica process vanished while the server was down"). Jobs caught in `starting` are relaunched
@@ -32,14 +32,21 @@ from modelyard.server.executors.base import (
     ReplicaHandle,
     ReplicaLaunch,
     ReplicaStatus,
-    get_executor,
 )
 from modelyard.server.orm import NodeModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobModel, JobReplicaModel
-from modelyard.server.scheduler.transitions import StaleState, transition
 from modelyard.server.services import events
 from modelyard.server.services import jobs as jobs_svc
+from modelyard.server.services.jobs import (
+    StaleState,
+    describe_exit_code,
+    executor_for,
+    executor_named,
+    handle_of,
+    move_replica,
+    transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +54,6 @@ _LAUNCHING: set[str] = set()  # job ids being launched by this process
 _TERM_SENT: dict[tuple[str, int], float] = {}  # (job id, attempt) -> when SIGTERM went out
 _LOCK = threading.Lock()
 ORPHAN_STARTING_S = 60.0
-
-
-def handle_of(rep: JobReplicaModel) -> ReplicaHandle:
-    return ReplicaHandle(name=rep.name, replica_dir=rep.replica_dir or "", log_path=rep.log_path or "",
-                         pid=rep.pid, pid_start_time=rep.pid_start_time, external_id=rep.external_id)
-
-
-def executor_for(ctx: Any, rep: JobReplicaModel) -> Executor:
-    return get_executor(ctx, rep.executor or "local")
 
 
 def free_port() -> int:
@@ -130,7 +128,7 @@ def _launch(ctx: Any, job_id: str) -> bool:
         started: list[tuple[Executor, list[ReplicaHandle]]] = []
         try:
             for ex_name, lns in groups.items():
-                ex = get_executor(ctx, ex_name)
+                ex = executor_named(ctx, ex_name)
                 hs = ex.submit(lns)
                 started.append((ex, hs))
                 handles.update({h.name: h for h in hs})
@@ -211,13 +209,11 @@ def _reconcile_starting(ctx: Any, job_id: str, *, at_startup: bool = False) -> N
         if not at_startup and age < ORPHAN_STARTING_S:
             return
         reps = [r for r in jobs_svc.replicas_of(s, job_id) if r.attempt == job.attempt]
-    from modelyard.server.executors.local import LocalProcessExecutor
-
     for rep in reps:
         ex = executor_for(ctx, rep)
         h = handle_of(rep)
         if h.pid is None and rep.replica_dir:
-            rec = LocalProcessExecutor.read_launch_record(rep.replica_dir)
+            rec = ex.read_launch_record(rep.replica_dir)
             if rec and rec.get("attempt") == job.attempt:
                 h.pid, h.pid_start_time = rec.get("pid"), rec.get("pid_start_time")
         if h.pid is not None or h.external_id is not None:
@@ -273,11 +269,10 @@ def reconcile_job(ctx: Any, job_id: str, *, force: bool = False) -> None:
                 st = ReplicaStatus(alive=False, exit_code=None, reason=str(exc))
             if st.alive:
                 continue
-            rep.exit_code = st.exit_code
-            rep.state = ("succeeded" if st.exit_code == 0 else
-                         "cancelled" if job.cancel_requested_at is not None else "failed")
-            rep.message = st.reason[:1024]
-            rep.finished_at = now
+            ended = ("succeeded" if st.exit_code == 0 else
+                     "cancelled" if job.cancel_requested_at is not None else "failed")
+            move_replica(s, rep, ended, reason=st.reason[:200],
+                         values={"exit_code": st.exit_code, "message": st.reason[:1024], "finished_at": now})
         try:  # after polling: whatever an ended replica wrote before exiting is in the file now
             jobs_svc.ingest_metrics(s, settings, job)
         except Exception:
@@ -308,13 +303,14 @@ def reconcile_job(ctx: Any, job_id: str, *, force: bool = False) -> None:
 
         if failed:
             first = min(failed, key=lambda r: r.rank)
-            reason = f"replica {first.name} failed: {first.message or jobs_svc_code(first.exit_code)}"
+            reason = f"replica {first.name} failed: {first.message or describe_exit_code(first.exit_code)}"
             if job.kind in jobs_svc.TRAINING_KINDS:
                 reason += _trainer_error(jobs_svc.output_dir(settings, job))
             if alive:
                 kill_after.extend(_by_executor(ctx, alive))
                 for r in alive:
-                    r.state, r.message, r.finished_at = "failed", "stopped because another replica failed", now
+                    move_replica(s, r, "failed", reason="stopped because another replica failed",
+                                 values={"message": "stopped because another replica failed", "finished_at": now})
             transition(s, job, JobState.failed, reason=reason)
         elif not alive:
             if job.kind in jobs_svc.TRAINING_KINDS:
@@ -335,17 +331,11 @@ def reconcile_job(ctx: Any, job_id: str, *, force: bool = False) -> None:
         ex.cancel(hs, force=True)
 
 
-def jobs_svc_code(code: int | None) -> str:
-    from modelyard.server.executors.local import describe_code
-
-    return describe_code(code)
-
-
 def _by_executor(ctx: Any, reps: list[JobReplicaModel]) -> list[tuple[Executor, list[ReplicaHandle]]]:
     groups: dict[str, list[ReplicaHandle]] = {}
     for r in reps:
         groups.setdefault(r.executor or "local", []).append(handle_of(r))
-    return [(get_executor(ctx, name), hs) for name, hs in groups.items()]
+    return [(executor_named(ctx, name), hs) for name, hs in groups.items()]
 
 
 # --- recovery at start ----------------------------------------------------------------------

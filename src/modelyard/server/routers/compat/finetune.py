@@ -32,19 +32,22 @@ from typing import Any
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import select
+from pydantic import ValidationError
 
 from modelyard.core.errors import BadRequest
 from modelyard.core.units import gib_to_mib, mib_to_gib
 from modelyard.server.auth import Principal
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
-from modelyard.server.orm import UserModel
-from modelyard.server.orm.jobs import JobModel
 from modelyard.server.routers.compat.envelope import RETURN, compat_router, ok
 from modelyard.server.schemas.jobs import GpuSpec, JobSubmit, RoleSpec
-from modelyard.server.services import access
+from modelyard.server.schemas.seed.finetune import (  # noqa: F401  (re-exported: the seed's bodies)
+    CreateTaskBO,
+    GPUResource,
+    HyperParameter,
+    ListBody,
+    ResourceItem,
+)
 from modelyard.server.services import jobs as svc
 
 router = compat_router(RETURN)
@@ -56,96 +59,6 @@ _STATUS = {"pending": "pending", "queued": "queued", "queuing": "queued", "waiti
            "terminated": "cancelled"}
 _PRIORITY = {"high": 10, "高": 10, "urgent": 20, "medium": 0, "normal": 0, "中": 0, "low": -10, "低": -10}
 _TRUE = {"1", "true", "yes", "y", "是", "urgent", "on"}
-
-
-class GPUResource(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    gpuCores: int | None = None
-    gpuMem: float | None = None
-    gpuNum: int | None = None
-    gpuShare: str | None = None
-    migRes: str | None = None
-
-
-class ResourceItem(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    cpuNumber: float | None = None
-    gpuResource: GPUResource | None = None
-    memory: float | None = None
-    nodeType: str | None = None
-    numbers: int | None = None
-
-
-class HyperParameter(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    description: str | None = None
-    name: str | None = None
-    value: Any = None
-
-
-class CreateTaskBO(BaseModel):
-    """The seed's CreateTaskBO (every field optional, as in the seed)."""
-
-    model_config = ConfigDict(extra="ignore")
-    algorithmId: str | None = None
-    checkPointDir: str | None = None
-    command: str | None = None
-    commands: list[str] | None = None
-    commonHyperParameters: list[HyperParameter] | None = None
-    createWay: str | None = None
-    dataSetName: str | None = None
-    datasetVersionId: str | None = None
-    describe: str | None = None
-    devices: str | None = None
-    fineTuneHyperParameters: list[HyperParameter] | None = None
-    fineTuneStrategy: str | None = None
-    hyperparameter: str | dict | list | None = None
-    image: str | None = None
-    inputDir: str | None = None
-    inputType: str | None = None
-    isPretrain: int | str | None = None
-    isUrgentTask: str | int | bool | None = None
-    jobName: str | None = None
-    llmTrainFramework: str | None = None
-    modelId: str | None = None
-    modelVersion: str | None = None
-    modelVersionId: str | None = None
-    mpiCommand: str | None = None
-    name: str | None = None
-    nodeName: list[str] | None = None
-    originModelDir: str | None = None
-    outputDir: str | None = None
-    podDelete: int | None = None
-    priority: str | int | None = None
-    profilePath: str | None = None
-    rdma: Any = None
-    resource: list[ResourceItem] | None = None
-    resourceGroupKey: str | None = None
-    resourceName: str | None = None
-    resourceType: str | None = None
-    storageMedium: str | None = None
-    type: str | None = None
-    userId: str | int | None = None
-    userName: str | None = None
-    variable: list[dict[str, Any]] | None = None
-    workingDir: str | None = None
-    zoneId: str | None = None
-    zoneName: str | None = None
-    # extensions
-    resume: bool | int | str | None = None
-    taskId: str | None = None
-    outputModelName: str | None = None
-
-
-class ListBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    isPretrain: int | str | None = None
-    pageNum: int | None = None
-    pageSize: int | None = None
-    status: str | None = None
-    taskName: str | None = None
-    userId: str | int | None = None
-    userName: str | None = None
 
 
 # --- mapping -----------------------------------------------------------------------------------
@@ -277,12 +190,10 @@ def _fmt(ts: datetime | None) -> str | None:
     return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else None
 
 
-def _run_time(job: JobModel) -> str | None:
-    if not job.running_at:
+def _run_time(job: Any) -> str | None:
+    secs = svc.run_seconds(job)
+    if secs is None:
         return None
-    from modelyard.server.orm.base import utcnow
-
-    secs = int(((job.finished_at or utcnow()) - job.running_at).total_seconds())
     h, rem = divmod(secs, 3600)
     m, s = divmod(rem, 60)
     return (f"{h}时" if h else "") + f"{m}分{s}秒"
@@ -304,7 +215,7 @@ def _hp_view(d: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [{"name": k, "value": "" if v is None else str(v), "description": ""} for k, v in (d or {}).items()]
 
 
-def task_view(job: JobModel, user_name: str | None = None) -> dict[str, Any]:
+def task_view(job: Any, user_name: str | None = None) -> dict[str, Any]:
     spec = job.spec or {}
     req = spec.get("request") or {}
     model = spec.get("model") or {}
@@ -341,7 +252,7 @@ def _owner_filter(principal: Principal, user_id: Any, user_name: str | None, ses
     if user_id not in (None, ""):
         return principal.ensure_acting_as(user_id)
     if user_name:
-        uid = session.scalar(select(UserModel.id).where(UserModel.name == user_name))
+        uid = svc.user_id_by_name(session, user_name)
         if uid is None:
             return "-"  # matches nothing
         return principal.ensure_acting_as(uid)
@@ -361,16 +272,10 @@ def _status(s: str | None) -> list[str] | None:
     return [st]
 
 
-def _tasks_query(principal, body: ListBody, session):
-    from sqlalchemy import or_
-
-    stmt = svc.list_query(principal, states=_status(body.status), q=None,
-                          owner_id=_owner_filter(principal, body.userId, body.userName, session),
-                          is_pretrain=_pretrain(body.isPretrain))
-    stmt = stmt.where(or_(JobModel.kind.in_(svc.TRAINING_KINDS), JobModel.origin == "seed"))
-    if body.taskName:
-        stmt = stmt.where(JobModel.name.ilike(f"%{body.taskName}%"))
-    return stmt
+def _task_filters(principal: Principal, body: ListBody, session) -> dict[str, Any]:
+    return {"states": _status(body.status),
+            "owner_id": _owner_filter(principal, body.userId, body.userName, session),
+            "is_pretrain": _pretrain(body.isPretrain), "task_name": body.taskName}
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -397,9 +302,8 @@ async def create_task(request: Request, ctx: CtxDep, principal: UserDep):
             if req is None:
                 job = svc.resume_job(session, ctx, principal=principal, job_id=bo.taskId)
             else:
-                job = svc.submit_job(session, ctx, principal=principal, req=req, origin="seed", owner_id=owner)
-                if _pretrain(bo.isPretrain) and not job.is_pretrain:
-                    job.is_pretrain = True
+                job = svc.submit_seed_task(session, ctx, principal=principal, req=req, owner_id=owner,
+                                           is_pretrain=bool(_pretrain(bo.isPretrain)))
             session.flush()
             return task_view(job, svc.owner_names(session, {job.owner_id}).get(job.owner_id))
 
@@ -410,7 +314,8 @@ async def create_task(request: Request, ctx: CtxDep, principal: UserDep):
 def list_tasks(body: ListBody, ctx: CtxDep, principal: UserDep):
     page, size = _page(body)
     with session_scope(ctx.sessions, readonly=True) as session:
-        items, total = access.paginate(session, _tasks_query(principal, body, session), page=page, page_size=size)
+        items, total = svc.list_seed_tasks(session, principal, page=page, page_size=size,
+                                           **_task_filters(principal, body, session))
         names = svc.owner_names(session, {j.owner_id for j in items})
         data = {"total": total, "pageNum": page, "pageSize": size,
                 "list": [task_view(j, names.get(j.owner_id)) for j in items]}
@@ -454,21 +359,10 @@ def list_task_models(body: ListBody, ctx: CtxDep, principal: UserDep):
 
 
 def _task_models(session, principal: Principal, body: ListBody, page: int, size: int) -> dict:
-    stmt = _tasks_query(principal, body, session).where(JobModel.output_model_version_id.is_not(None))
-    items, total = access.paginate(session, stmt, page=page, page_size=size)
+    items, total = svc.list_seed_tasks(session, principal, page=page, page_size=size, with_output=True,
+                                       **_task_filters(principal, body, session))
     names = svc.owner_names(session, {j.owner_id for j in items})
-    versions: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    try:
-        from modelyard.server.orm.models import ModelModel, ModelVersionModel
-
-        ids = [j.output_model_version_id for j in items]
-        if ids:
-            versions = {v.id: v for v in session.scalars(select(ModelVersionModel).where(ModelVersionModel.id.in_(ids)))}
-            mids = {v.model_id for v in versions.values()}
-            models = {m.id: m for m in session.scalars(select(ModelModel).where(ModelModel.id.in_(mids)))}
-    except ImportError:  # pragma: no cover
-        pass
+    versions, models = svc.output_models(session, [j.output_model_version_id for j in items])
     out = []
     for j in items:
         v = versions.get(j.output_model_version_id)

@@ -3,27 +3,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from modelyard.server.deps import SessionDep, SettingsDep, UserDep
 from modelyard.server.routers.compat.envelope import RESULT, compat_router, ok
-from modelyard.server.services import quotas as quota_svc
+from modelyard.server.schemas.seed.resources import QuotaRemainRequest, RemainRequest
+from modelyard.server.services import quota as quota_svc
+from modelyard.server.services import usage
 
 router = compat_router(RESULT)
-
-
-class RemainRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    userId: str | int | None = Field(None, description="the caller (admins: any user); empty: the caller")
-
-
-class QuotaRemainRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    userId: str | int | None = Field(None, description="the caller (admins: any user); empty: the caller")
-    uId: str | int | None = Field(None, alias="uId", description="the Linux uid (accepted, not used: "
-                                                                  "storage is accounted per platform user)")
 
 
 REMAIN_DOC = (
@@ -36,7 +22,7 @@ REMAIN_DOC = (
 def _remain(req: RemainRequest, session, principal):
     user_id = principal.ensure_acting_as(req.userId)
     user = quota_svc.find_user(session, user_id)
-    return ok(RESULT, quota_svc.remain_resource(session, user.id), message="获取剩余资源成功")
+    return ok(RESULT, usage.remain_resource(session, user.id), message="获取剩余资源成功")
 
 
 @router.post("/system/config/getRemainResource", summary="§8.1 remaining AI resources of a user",
@@ -63,4 +49,4 @@ def get_quota_remain_resource(req: QuotaRemainRequest, session: SessionDep, sett
                               principal: UserDep):
     user_id = principal.ensure_acting_as(req.userId)
     user = quota_svc.find_user(session, user_id)
-    return ok(RESULT, quota_svc.storage_remain(session, settings, user.id), message="查询成功")
+    return ok(RESULT, usage.storage_remain(session, settings, user.id), message="查询成功")

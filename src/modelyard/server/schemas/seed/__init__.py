@@ -1,0 +1,13 @@
+"""The seed's (000) request bodies, declared as the seed does; routers/compat maps them."""
+
+from modelyard.server.schemas.seed.finetune import (
+    CreateTaskBO,
+    GPUResource,
+    HyperParameter,
+    ListBody,
+    ResourceItem,
+)
+from modelyard.server.schemas.seed.resources import QuotaRemainRequest, RemainRequest
+
+__all__ = ["CreateTaskBO", "GPUResource", "HyperParameter", "ListBody", "QuotaRemainRequest", "RemainRequest",
+           "ResourceItem"]

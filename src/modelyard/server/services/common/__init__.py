@@ -1,0 +1,69 @@
+"""Helpers every domain uses: visibility/ownership, user paths, cross-domain in-use checks."""
+
+from modelyard.server.services.common.access import (
+    T,
+    get_owned,
+    get_visible,
+    paginate,
+    pick_by_name,
+    visible,
+)
+from modelyard.server.services.common.door import (
+    Move,
+    SideEffect,
+    StaleState,
+    StateDoor,
+    effect,
+    wake_scheduler,
+)
+from modelyard.server.services.common.loops import (
+    WakeableLoop,
+)
+from modelyard.server.services.common.paths import (
+    clean_rel,
+    public_root,
+    resolve_in,
+    resolve_user_path,
+    user_root,
+)
+from modelyard.server.services.common.references import (
+    Check,
+    checker,
+    ensure_unused,
+    remove_checker,
+)
+from modelyard.server.services.common.wake import (
+    add_waker,
+    remove_waker,
+    wake_after_commit,
+    wake_all,
+)
+
+__all__ = [
+    "Check",
+    "Move",
+    "SideEffect",
+    "StaleState",
+    "StateDoor",
+    "T",
+    "WakeableLoop",
+    "add_waker",
+    "checker",
+    "clean_rel",
+    "effect",
+    "ensure_unused",
+    "get_owned",
+    "get_visible",
+    "paginate",
+    "pick_by_name",
+    "public_root",
+    "remove_checker",
+    "remove_waker",
+    "resolve_in",
+    "resolve_user_path",
+    "user_root",
+    "visible",
+    "wake_after_commit",
+    "wake_all",
+    "wake_scheduler",
+]

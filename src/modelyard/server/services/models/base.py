@@ -1,0 +1,322 @@
+"""Model registry: the names, validation, small helpers and lookups shared by services/models.py
+(the public service API) and services/models_import.py (importing and registering versions)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from modelyard.core.enums import ImportStatus
+from modelyard.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from modelyard.server.auth import Principal
+from modelyard.server.orm.models import (
+    ModelAliasModel,
+    ModelModel,
+    ModelVersionMetricModel,
+    ModelVersionModel,
+)
+from modelyard.server.orm.users import UserModel
+from modelyard.server.services.common.access import paginate, visible
+from modelyard.server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ID_RE = re.compile(r"^[0-9a-f]{32}$")
+NAME_RE = re.compile(r"^[^\x00-\x1f/:\\]{1,128}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+RESERVED_ALIASES = {"latest"}
+FORMATS = ("hf", "gguf", "peft", "image")
+
+IMPORTING, DONE, FAILED = ImportStatus.importing.value, ImportStatus.done.value, ImportStatus.failed.value
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+def _after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run fn once the session's transaction commits (never if it rolls back)."""
+    state = {"done": False}
+
+    def on_commit(_s):
+        if not state["done"]:
+            state["done"] = True
+            try:
+                fn()
+            except Exception:  # pragma: no cover - a post-commit action must not break the commit
+                log.exception("post-commit action failed")
+
+    def on_rollback(_s):
+        state["done"] = True
+
+    event.listen(session, "after_commit", on_commit, once=True)
+    event.listen(session, "after_rollback", on_rollback, once=True)
+
+
+def _after_rollback(session: Session, fn: Callable[[], None]) -> None:
+    """Run fn if the session's transaction rolls back (undo work done outside the database)."""
+    state = {"done": False}
+
+    def on_rollback(_s):
+        if not state["done"]:
+            state["done"] = True
+            try:
+                fn()
+            except Exception:  # pragma: no cover
+                log.exception("rollback action failed")
+
+    def on_commit(_s):
+        state["done"] = True
+
+    event.listen(session, "after_commit", on_commit, once=True)
+    event.listen(session, "after_rollback", on_rollback, once=True)
+
+
+def _rmtree(path: str | Path | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def principal_of(session: Session, user_id: str) -> Principal:
+    user = session.get(UserModel, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return Principal(user.id, user.name, user.role)
+
+
+def _is_visible(model: ModelModel, principal: Principal) -> bool:
+    return principal.is_admin or model.owner_id == principal.id or bool(model.is_public)
+
+
+def _ensure_owner(model: ModelModel, principal: Principal) -> None:
+    if not (principal.is_admin or model.owner_id == principal.id):
+        raise Forbidden(f"model {model.name} belongs to another user")
+
+
+def validate_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise BadRequest("model name must be 1-128 characters without '/', ':', '\\' or control characters",
+                         code="invalid_name")
+    return name
+
+
+def validate_version(version: str) -> str:
+    version = (version or "").strip()
+    if not VERSION_RE.match(version):
+        raise BadRequest("version must be 1-64 letters, digits, '.', '_', '+', '-' and start with a letter or digit",
+                         code="invalid_version")
+    return version
+
+
+def registry_path(settings: Settings, model_id: str, version_id: str) -> Path:
+    return (settings.registry_dir / model_id / version_id).resolve()
+
+
+# --- lookups ---------------------------------------------------------------------------------------
+
+def get_model(session: Session, principal: Principal, ref: str) -> ModelModel:
+    """A visible model by id, by name (the caller's own first, then a unique visible one), or by
+    'owner/name'. 404 when there is none the caller may see."""
+    ref = (ref or "").strip()
+    if ID_RE.match(ref):
+        m = session.get(ModelModel, ref)
+        if m is not None and _is_visible(m, principal):
+            return m
+    stmt = select(ModelModel).where(ModelModel.name == ref)
+    owner_name = None
+    if "/" in ref:
+        owner_name, _, name = ref.partition("/")
+        stmt = (select(ModelModel).join(UserModel, UserModel.id == ModelModel.owner_id)
+                .where(ModelModel.name == name, UserModel.name == owner_name))
+    cands = list(session.scalars(visible(stmt, ModelModel, principal)))
+    if not cands:
+        raise NotFound(f"model {ref} not found")
+    own = [c for c in cands if c.owner_id == principal.id]
+    if own:
+        return own[0]
+    if len(cands) == 1:
+        return cands[0]
+    public = [c for c in cands if c.is_public]
+    if len(public) == 1:
+        return public[0]
+    raise BadRequest(f"model name {ref!r} is ambiguous ({len(cands)} models); use the model id or owner/name",
+                     code="ambiguous_model")
+
+
+def get_version(session: Session, principal: Principal, version_id: str) -> ModelVersionModel:
+    v = session.get(ModelVersionModel, version_id) if version_id else None
+    if v is None or not _is_visible(session.get(ModelModel, v.model_id), principal):
+        raise NotFound(f"model version {version_id} not found")
+    return v
+
+
+def latest_version(session: Session, model_id: str, *, done_only: bool = True) -> ModelVersionModel | None:
+    stmt = select(ModelVersionModel).where(ModelVersionModel.model_id == model_id)
+    if done_only:
+        stmt = stmt.where(ModelVersionModel.status == DONE)
+    return session.scalars(stmt.order_by(ModelVersionModel.created_at.desc(), ModelVersionModel.id.desc())
+                           .limit(1)).first()
+
+
+def find_version(session: Session, model: ModelModel, tag: str) -> ModelVersionModel:
+    """A version of model by version id, version string, alias, or 'latest' (newest done)."""
+    tag = (tag or "").strip()
+    if ID_RE.match(tag):
+        v = session.get(ModelVersionModel, tag)
+        if v is not None and v.model_id == model.id:
+            return v
+    v = session.scalars(select(ModelVersionModel).where(ModelVersionModel.model_id == model.id,
+                                                        ModelVersionModel.version == tag)).first()
+    if v is not None:
+        return v
+    alias = session.scalars(select(ModelAliasModel).where(ModelAliasModel.model_id == model.id,
+                                                          ModelAliasModel.alias == tag)).first()
+    if alias is not None:
+        return session.get(ModelVersionModel, alias.version_id)
+    if tag == "latest":
+        v = latest_version(session, model.id)
+        if v is not None:
+            return v
+    raise NotFound(f"model {model.name} has no version or alias {tag!r}")
+
+
+def resolve_model_version(session: Session, principal: Principal, ref: str, *,
+                          require_done: bool = True) -> ModelVersionModel:
+    """ref = a version id, '<model name or id>' (latest done version), or
+    '<model name>:<version or alias>'. 404 if not visible; 409 (model_version_not_ready) when the
+    version is still importing or failed and require_done."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise BadRequest("empty model reference", code="invalid_model_ref")
+    v: ModelVersionModel | None = None
+    if ID_RE.match(ref):
+        cand = session.get(ModelVersionModel, ref)
+        if cand is not None and _is_visible(session.get(ModelModel, cand.model_id), principal):
+            v = cand
+    if v is None:
+        name, sep, tag = ref.rpartition(":")
+        if not sep:
+            name, tag = ref, ""
+        model = get_model(session, principal, name)
+        if tag:
+            v = find_version(session, model, tag)
+        else:
+            v = latest_version(session, model.id)
+            if v is None:
+                raise NotFound(f"model {model.name} has no ready version", code="no_ready_version")
+    if require_done and v.status != DONE:
+        model = session.get(ModelModel, v.model_id)
+        raise Conflict(f"model version {model.name}:{v.version} is {v.status}"
+                       + (f" ({v.status_reason})" if v.status_reason else ""), code="model_version_not_ready")
+    return v
+
+
+def list_models(session: Session, principal: Principal, *, page: int = 1, page_size: int = 20,
+                q: str | None = None, name: str | None = None, owner_id: str | None = None,
+                type: str | None = None, is_public: bool | None = None, mine: bool = False
+                ) -> tuple[list[ModelModel], int]:
+    stmt = visible(select(ModelModel), ModelModel, principal)
+    if q:
+        stmt = stmt.where(ModelModel.name.ilike(f"%{q}%"))
+    if name:
+        stmt = stmt.where(ModelModel.name == name)
+    if owner_id:
+        stmt = stmt.where(ModelModel.owner_id == owner_id)
+    if mine:
+        stmt = stmt.where(ModelModel.owner_id == principal.id)
+    if type:
+        stmt = stmt.where(ModelModel.type == type)
+    if is_public is not None:
+        stmt = stmt.where(ModelModel.is_public.is_(is_public))
+    stmt = stmt.order_by(ModelModel.created_at.desc(), ModelModel.id.desc())
+    return paginate(session, stmt, page=page, page_size=page_size)
+
+
+def versions_of(session: Session, model_id: str) -> list[ModelVersionModel]:
+    return list(session.scalars(select(ModelVersionModel).where(ModelVersionModel.model_id == model_id)
+                                .order_by(ModelVersionModel.created_at, ModelVersionModel.id)))
+
+
+def aliases_of(session: Session, model_id: str) -> list[ModelAliasModel]:
+    return list(session.scalars(select(ModelAliasModel).where(ModelAliasModel.model_id == model_id)
+                                .order_by(ModelAliasModel.alias)))
+
+
+def aliases_by_version(session: Session, model_id: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for a in aliases_of(session, model_id):
+        out.setdefault(a.version_id, []).append(a.alias)
+    return out
+
+
+def summaries(session: Session, model_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per model: versions count, total size, newest version (string, status)."""
+    ids = list(model_ids)
+    out: dict[str, dict[str, Any]] = {i: {"count": 0, "size_bytes": 0, "latest": None, "latest_status": None}
+                                      for i in ids}
+    if not ids:
+        return out
+    for mid, count, size in session.execute(
+            select(ModelVersionModel.model_id, func.count(), func.coalesce(func.sum(ModelVersionModel.size_bytes), 0))
+            .where(ModelVersionModel.model_id.in_(ids)).group_by(ModelVersionModel.model_id)):
+        out[mid]["count"], out[mid]["size_bytes"] = int(count), int(size)
+    rows = session.execute(
+        select(ModelVersionModel.model_id, ModelVersionModel.version, ModelVersionModel.status)
+        .where(ModelVersionModel.model_id.in_(ids))
+        .order_by(ModelVersionModel.model_id, ModelVersionModel.created_at.desc(), ModelVersionModel.id.desc()))
+    for mid, version, status in rows:
+        if out[mid]["latest"] is None:
+            out[mid]["latest"], out[mid]["latest_status"] = version, status
+    return out
+
+
+def users_by_id(session: Session, ids: Iterable[str]) -> dict[str, UserModel]:
+    ids = {i for i in ids if i}
+    if not ids:
+        return {}
+    return {u.id: u for u in session.scalars(select(UserModel).where(UserModel.id.in_(ids)))}
+
+
+def _next_version(session: Session, model_id: str) -> str:
+    existing = set(session.scalars(select(ModelVersionModel.version).where(ModelVersionModel.model_id == model_id)))
+    n = max([int(v) for v in existing if v.isdigit()] + [len(existing)]) + 1
+    while str(n) in existing:
+        n += 1
+    return str(n)
+
+
+def _check_version_free(session: Session, model: ModelModel, version: str) -> None:
+    if session.scalars(select(ModelVersionModel.id).where(ModelVersionModel.model_id == model.id,
+                                                          ModelVersionModel.version == version)).first():
+        raise Conflict(f"model {model.name} already has version {version}", code="version_exists")
+
+
+def _append_metrics(session: Session, v: ModelVersionModel, items: list[dict]) -> list[ModelVersionMetricModel]:
+    rows = []
+    latest = dict(v.metrics or {})
+    for it in items:
+        name = str(it.get("name") or "").strip()
+        if not name or len(name) > 128:
+            raise BadRequest("each metric needs a name (1-128 characters)", code="invalid_metric")
+        try:
+            value = float(it["value"])
+        except (KeyError, TypeError, ValueError):
+            raise BadRequest(f"metric {name!r} needs a numeric value", code="invalid_metric") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise BadRequest(f"metric {name!r} is not finite", code="invalid_metric")
+        step = it.get("step")
+        row = ModelVersionMetricModel(version_id=v.id, name=name, value=value,
+                                      step=int(step) if step is not None else None)
+        session.add(row)
+        rows.append(row)
+        latest[name] = value
+    v.metrics = latest  # a new dict: the JSON column sees the change
+    session.flush()
+    return rows

@@ -1,0 +1,51 @@
+"""Per-user quotas and THE allocation ledger that jobs and replicas allocate from."""
+
+from modelyard.server.services.quota.ledger import (
+    DIMS,
+    Part,
+    Resources,
+    Usage,
+    allocate,
+    get_quota,
+    never_fits,
+    node_capacity,
+    node_usage,
+    quota_limits,
+    release,
+    remaining,
+    try_allocate,
+    user_usage,
+)
+from modelyard.server.services.quota.service import (
+    QUOTA_FIELDS,
+    SEED_TIME,
+    ensure_quota,
+    find_user,
+    in_window,
+    seed_time,
+    set_quota,
+)
+
+__all__ = [
+    "DIMS",
+    "Part",
+    "QUOTA_FIELDS",
+    "Resources",
+    "SEED_TIME",
+    "Usage",
+    "allocate",
+    "ensure_quota",
+    "find_user",
+    "get_quota",
+    "in_window",
+    "never_fits",
+    "node_capacity",
+    "node_usage",
+    "quota_limits",
+    "release",
+    "remaining",
+    "seed_time",
+    "set_quota",
+    "try_allocate",
+    "user_usage",
+]
