@@ -89,7 +89,8 @@ def _type(v: Any) -> str:
             int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
-def _json_cell(v: Any) -> Any:
+def json_cell(v: Any) -> Any:
+    """A csv/tsv/parquet cell holding a JSON array (messages, conversations) decoded; else as is."""
     if isinstance(v, str) and v.lstrip().startswith("["):
         try:
             return json.loads(v)
@@ -167,7 +168,7 @@ def iter_located(path: str | Path, label: str | None = None) -> Iterator[tuple[s
                         raise _err(label, f"line {n}", "more fields than the header has", line=n)
                     if any(v is None for v in row.values()):
                         raise _err(label, f"line {n}", "fewer fields than the header has", line=n)
-                    yield f"line {n}", {k: (_json_cell(v) if k in _JSON_CELLS else v) for k, v in row.items()}
+                    yield f"line {n}", {k: (json_cell(v) if k in _JSON_CELLS else v) for k, v in row.items()}
             except UnicodeDecodeError:
                 raise _err(label, f"line {reader.line_num + 1}", "not valid UTF-8", line=reader.line_num + 1) \
                     from None

@@ -13,7 +13,6 @@ the same formats, the same rows). Shapes (spec["data"]["shape"]):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -63,15 +62,6 @@ def read_all(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 # --- rows -> conversations ---------------------------------------------------------------------
 
-def _maybe_json(v: Any) -> Any:
-    if isinstance(v, str) and v.lstrip().startswith("["):
-        try:
-            return json.loads(v)
-        except ValueError:
-            return v
-    return v
-
-
 def to_messages(row: dict[str, Any], shape: str) -> list[dict[str, str]]:
     """A chat or alpaca row as [{"role", "content"}]."""
     if shape == "alpaca" or (formats.detect_shape(row) or ("",))[0] == "alpaca":
@@ -87,7 +77,7 @@ def to_messages(row: dict[str, Any], shape: str) -> list[dict[str, str]]:
             msgs.append({"role": "system", "content": str(row["system"])})
         msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": str(out)}]
         return msgs
-    conv = _maybe_json(row.get("messages", row.get("conversations", row.get("conversation"))))
+    conv = formats.json_cell(row.get("messages", row.get("conversations", row.get("conversation"))))
     if not isinstance(conv, list) or not conv:
         raise DataError(f"chat row needs a non-empty messages (or conversations) list, got keys {sorted(row)}")
     msgs = []

@@ -18,7 +18,6 @@ afterwards changes nothing: new data means a new version.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.core import formats
+from modelyard.core.digests import copy_hashing
 from modelyard.core.errors import BadRequest, Conflict, InvalidPath, NotFound
 from modelyard.core.ids import new_id
 from modelyard.server.auth import Principal
@@ -212,19 +212,6 @@ def _collect(settings: Settings, owner_id: str, src: Source) -> dict[str, list[t
     return result
 
 
-def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:
-    h = hashlib.sha256()
-    size = 0
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        while chunk := fi.read(CHUNK):
-            h.update(chunk)
-            fo.write(chunk)
-            size += len(chunk)
-        fo.flush()
-        os.fsync(fo.fileno())
-    return size, h.hexdigest()
-
-
 def build_version(settings: Settings, owner_id: str, dataset_id: str, src: Source) -> Built:
     """Copy, hash and validate into a temp folder under the dataset's folder (no database work)."""
     sources = _collect(settings, owner_id, src)
@@ -245,7 +232,7 @@ def build_version(settings: Settings, owner_id: str, dataset_id: str, src: Sourc
                     name = f"{stem}-{i}{suffix}"
                 used.add(name.lower())
                 (tmp / split).mkdir(exist_ok=True)
-                size, digest = _copy_hashing(path, tmp / split / name)
+                size, digest = copy_hashing(path, tmp / split / name, fsync=True)
                 files.append({"split": split, "name": name, "path": f"{split}/{name}", "size": size,
                               "sha256": digest, "rows": 0, "format": file_format(name), "source": label})
         shape = chat_format = None

@@ -42,7 +42,7 @@ def _datasets():
 
 def resolve_model(session: Session, principal: Principal, ref: str) -> tuple[Any, dict[str, Any]]:
     mv = _models().resolve_model_version(session, principal, ref)
-    status = getattr(mv, "status", "done")
+    status = mv.status
     if status != "done":
         raise Conflict(f"model version {mv.id} is {status}, not ready for training", code="model_not_ready")
     fmt = getattr(mv, "format", "hf") or "hf"

@@ -46,7 +46,6 @@ from modelyard.server.services.models.inspection import (
     list_files,
     read_safetensors_header,
     scale_of,
-    sha256_file,
     structure_of,
 )
 from modelyard.server.services.models.service import (
@@ -105,7 +104,6 @@ __all__ = [
     "run_import",
     "scale_of",
     "set_alias",
-    "sha256_file",
     "start_import",
     "structure_of",
     "summaries",

@@ -12,7 +12,6 @@ length, size and per-file SHA-256. Filesystem only (no database).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from modelyard.core.digests import copy_hashing, sha256_file
 
 CHUNK = 8 * 1024 * 1024
 _MAX_HEADER = 100 * 1024 * 1024
@@ -113,25 +114,6 @@ def detect_layout(src: Path, *, shown: str | None = None, _depth: int = 0) -> tu
 
 # --- copying with hashing ----------------------------------------------------------------------
 
-def _copy_file(src: Path, dst: Path) -> dict[str, Any]:
-    h = hashlib.sha256()
-    size = 0
-    with open(src, "rb") as fi, open(dst, "xb") as fo:
-        while chunk := fi.read(CHUNK):
-            h.update(chunk)
-            fo.write(chunk)
-            size += len(chunk)
-    return {"size": size, "sha256": h.hexdigest()}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _walk(src: Path):
     """(relative posix path, absolute path) of every regular file; links and special files refused."""
     for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
@@ -172,7 +154,8 @@ def copy_into(src: Path, dest: Path, *, move: bool = False) -> list[dict[str, An
             shutil.move(str(p), str(target))
             files.append({"path": rel, "size": target.stat().st_size, "sha256": sha256_file(target)})
         else:
-            files.append({"path": rel, **_copy_file(p, target)})
+            size, digest = copy_hashing(p, target, exclusive=True)
+            files.append({"path": rel, "size": size, "sha256": digest})
     for f in files:  # registry copies are read-only: versions are immutable
         try:
             os.chmod(dest / f["path"], 0o444)
