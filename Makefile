@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8600
 export MODELYARD_HOME ?= $(HOME)/.modelyard
 
-.PHONY: install up server demo-model test bench migration lint clean
+.PHONY: install system up server demo-model test bench migration lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-up: install
+# Debian packages: bubblewrap (the job sandbox), PostgreSQL (tests), busybox-static (image tests)
+system:
+	scripts/system_packages.sh
+
+up: system install
 	$(BIN)/modelyard demo-model
 	@echo "Modelyard: http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/docs)"
 	@echo "Admin token: $${MODELYARD_ADMIN_TOKEN:-$$(cat $(MODELYARD_HOME)/admin.token 2>/dev/null)}"
@@ -36,7 +40,7 @@ demo-model: install
 
 # The suite runs against SQLite and a throwaway PostgreSQL cluster (started by the script when
 # PostgreSQL is installed; .ci/run installs it).
-test: install
+test: system install
 	. scripts/test_postgres.sh && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

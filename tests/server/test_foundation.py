@@ -28,7 +28,8 @@ def test_docs_and_metrics(admin, settings):
     with session_scope(tc.app.state.ctx.sessions) as s:
         ledger.allocate(s, user_id=admin.id, consumer_type="job", consumer_id="m" * 32,
                         parts=[ledger.Part("master-0", ledger.Resources(cpu=1.5, memory_mib=256))])
-    text = tc.get("/metrics/").text
+    assert tc.get("/metrics/").status_code == 401  # a scrape needs an admin (or the metrics) token
+    text = admin.get("/metrics/").text
     assert "python_info" in text and "process_resident_memory_bytes" in text
     assert 'modelyard_http_request_duration_seconds_count{method="GET",route="/api/v1/users/me",status="200"}' \
         in text

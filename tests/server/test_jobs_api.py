@@ -11,7 +11,6 @@ import time
 import pytest
 from sqlalchemy import select
 
-from modelyard.core.errors import InUse
 from modelyard.server.db import session_scope
 from modelyard.server.orm import AllocationModel
 from tests.server.test_jobs_support import *  # noqa: F403
@@ -195,44 +194,6 @@ def test_metrics_are_ingested_as_time_series(alice):
     assert list(only["series"]) == ["loss"] and only["series"]["loss"]["step"] == [4, 5]
     png = alice.get(f"/api/v1/jobs/{job['id']}/metrics.png")
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
-
-
-def test_image_env_entrypoint_workdir_and_in_use(alice, settings):
-    from modelyard.server.orm.images import ImageModel, ImageVersionModel
-    from modelyard.server.services.common import references
-
-    ctx = ctx_of(alice)
-    (settings.users_root / alice.id / "Code").mkdir(parents=True, exist_ok=True)
-    with session_scope(ctx.sessions) as s:
-        img = ImageModel(owner_id=alice.id, name="tools")
-        s.add(img)
-        s.flush()
-        v = ImageVersionModel(image_id=img.id, tag="v1", archive_format="docker", manifest_digest="sha256:" + "a" * 64,
-                              config_digest="sha256:" + "b" * 64, env=["FOO=from-image", "PATH=/image/bin"],
-                              entrypoint=["/bin/sh", "-c"], cmd=["echo default-cmd"], working_dir="/Code")
-        s.add(v)
-        s.flush()
-        img_id, ver_id = img.id, v.id
-    set_quota(alice, alice.id, jobs=1)
-    blocker = submit_custom(alice, "sleep 30")
-    job = submit_custom(alice, ["echo foo=$FOO; pwd; which sh"], image="tools:v1")
-    assert job["image_id"] == img_id
-    with session_scope(ctx.sessions) as s:
-        with pytest.raises(InUse):
-            references.ensure_unused(s, "image", img_id)
-        with pytest.raises(InUse):
-            references.ensure_unused(s, "image_version", ver_id)
-    alice.post(f"/api/v1/jobs/{blocker['id']}/cancel")
-    wait_state(alice, job["id"], "succeeded")
-    log = _log(alice, job["id"])
-    assert "foo=from-image" in log and str(settings.users_root / alice.id / "Code") in log
-    assert "/bin/sh" in log  # PATH from the image was not applied (it names the image's filesystem)
-    with session_scope(ctx.sessions) as s:
-        references.ensure_unused(s, "image", img_id)  # finished jobs do not pin it
-    # no command: the image's entrypoint + cmd
-    job2 = submit_custom(alice, None, image=ver_id)
-    wait_state(alice, job2["id"], "succeeded")
-    assert "default-cmd" in _log(alice, job2["id"])
 
 
 def test_refused_custom_bodies_queue_nothing(alice):

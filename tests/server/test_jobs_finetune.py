@@ -123,11 +123,13 @@ def test_refused_bodies_queue_nothing(alice, bob, settings, tiny_model):
 
 
 def test_seed_routes_with_a_custom_task(alice, bob, admin):
+    # urgent tasks need an allowance; rdma cannot be honoured here (refused: test_seed_task_fields.py)
+    assert admin.put(f"/api/v1/quotas/{alice.id}", json={"can_urgent": True}).status_code == 200
     body = {"name": "seed-custom", "command": "echo seed-job; exit 0", "isPretrain": 1, "priority": "high",
             "isUrgentTask": "1", "describe": "d", "variable": [{"name": "A", "value": "1"}, {"B": "2"}],
             "resource": [{"nodeType": "master", "numbers": 1, "cpuNumber": 1, "memory": 1,
                           "gpuResource": {"gpuNum": 0, "gpuShare": "none", "migRes": ""}}],
-            "rdma": "YES", "podDelete": 0, "commands": [], "nodeName": []}
+            "rdma": False, "podDelete": 0, "commands": [], "nodeName": []}
     env = _seed_create(alice, body)
     assert env["returnCode"] == 0 and env["success"] is True
     task = env["data"]
@@ -192,6 +194,11 @@ def test_lora_through_the_seed_api_registers_a_version_with_lineage(alice, setti
     job = wait_state(alice, task["taskId"], ("succeeded", "failed"), timeout=100)
     assert job["state"] == "succeeded", (job["error"], alice.get(f"/api/v1/jobs/{job['id']}/logs").text[-3000:])
     spec = json.loads((settings.jobs_dir / job["id"] / "spec.json").read_text())
+    # it trained inside the sandbox (where bubblewrap runs), and still registered its output below
+    from modelyard.server.executors import sandbox as sandbox_mech
+
+    launch = json.loads((settings.jobs_dir / job["id"] / "master-0" / "launch.json").read_text())
+    assert launch["sandboxed"] is (sandbox_mech.unavailable_reason() is None)
     assert spec["hyperparameters"]["r" if "r" in spec["hyperparameters"] else "lora_r"] == 8
     assert spec["data"]["shape"] == "chat" and spec["model_format"] == "hf"
     losses = _losses(alice, job["id"])
@@ -276,10 +283,11 @@ def test_trainer_killed_then_resume_continues_from_checkpoint(alice, settings, t
              and alice.get(f"/api/v1/jobs/{j['id']}").json()["progress"].get("step", 0) >= 6,
              timeout=100, interval=0.1, what="a checkpoint and step >= 6")
     running = alice.get(f"/api/v1/jobs/{j['id']}").json()
-    # kill -9 the training process (the wrapper's child), not the wrapper
+    # kill -9 the training process (inside the replica's sandbox), not the wrapper
     import psutil
 
-    trainer = psutil.Process(running["replicas"][0]["pid"]).children()[0]
+    trainer = next(p for p in psutil.Process(running["replicas"][0]["pid"]).children(recursive=True)
+                   if "modelyard.runtime.train" in p.cmdline() and not p.cmdline()[0].endswith("bwrap"))
     os.kill(trainer.pid, signal.SIGKILL)
     failed = wait_state(alice, j["id"], "failed", timeout=30)
     assert "SIGKILL" in failed["error"]
@@ -301,7 +309,11 @@ def test_trainer_killed_then_resume_continues_from_checkpoint(alice, settings, t
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_register_a_custom_jobs_output(alice, settings, tiny_model):
-    job = alice.post("/api/v1/jobs", json={"kind": "custom", "command": f"cp -r {tiny_model}/. $MODELYARD_OUTPUT_DIR/",
+    import shutil
+
+    # the sandboxed job sees the user's own files (not the test's temp folder)
+    shutil.copytree(tiny_model, settings.users_root / alice.id / "Models" / "tiny")
+    job = alice.post("/api/v1/jobs", json={"kind": "custom", "command": "cp -r /data/Models/tiny/. $MODELYARD_OUTPUT_DIR/",
                                            "roles": [{"cpu": 0.1, "memory_mib": 64}]}).json()
     assert alice.post(f"/api/v1/jobs/{job['id']}/register", json={"model_name": "x"}).status_code == 409
     wait_state(alice, job["id"], "succeeded")

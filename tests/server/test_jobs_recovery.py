@@ -112,9 +112,10 @@ def _submit(srv: Server, command: str) -> dict:
 
 def test_restart_reattaches_to_a_live_replica(server):
     server.start()
-    gate = server.home.parent / "gate"
-    job = _submit(server, f"echo start; while [ ! -f {gate} ]; do sleep 0.05; done; echo end")
+    # the gate is in the job's folder: the sandboxed job sees nothing else of the host
+    job = _submit(server, "echo start; while [ ! -f $MODELYARD_JOB_DIR/gate ]; do sleep 0.05; done; echo end")
     running = server.wait_state(job["id"], "running")
+    gate = Path(running["spec"]["job_dir"]) / "gate"
     pid = running["replicas"][0]["pid"]
     server.kill9()
     assert psutil.pid_exists(pid)  # the replica outlives the server (own session)

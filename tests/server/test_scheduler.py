@@ -78,7 +78,7 @@ def test_never_fitting_jobs_are_refused_with_what_is_short(alice):
 
 
 def test_urgent_then_priority_then_fifo(alice):
-    _quota(alice, alice.id, jobs=1)
+    _quota(alice, alice.id, jobs=1, can_urgent=True)  # urgent needs the allowance
     a = _submit(alice, "a")
     b = _submit(alice, "b", priority=5)
     c = _submit(alice, "c", is_urgent=True)
@@ -117,19 +117,54 @@ def test_quota_blocked_job_holds_back_its_owner_only(alice, bob):
     assert queue.schedule_pass(_ctx(alice), launch=False).started == [wants_all["id"]]
 
 
-def test_capacity_blocked_head_is_not_starved(alice, bob, make_user):
-    carol = make_user("carol")
+def _hog_head_tiny(alice, bob, carol) -> tuple[dict, dict, dict]:
+    """alice's hog holds 1.5 of 2 cores; bob's head needs 1 (cannot fit); carol's tiny needs 0.1."""
     _node(alice, cpu=2.0, memory_mib=8192)
     hog = _submit(alice, "hog", cpu=1.5)
     assert queue.schedule_pass(_ctx(alice), launch=False).started == [hog["id"]]
-    head = _submit(bob, "needs-1", cpu=1.0)
-    tiny = _submit(carol, "tiny", cpu=0.1)
+    return hog, _submit(bob, "needs-1", cpu=1.0), _submit(carol, "tiny", cpu=0.1)
+
+
+def test_capacity_blocked_head_is_not_starved(alice, bob, make_user):
+    _ctx(alice).settings.scheduler.backfill_head_max_wait_s = 0  # the head has waited long enough
+    hog, head, tiny = _hog_head_tiny(alice, bob, make_user("carol"))
     res = queue.schedule_pass(_ctx(alice), launch=False)
     assert res.started == [] and res.waiting_capacity == head["id"]
     assert "node capacity" in bob.get(f"/api/v1/jobs/{head['id']}").json()["waiting_reason"]
     assert _state(alice, tiny["id"]) == "queued"  # no backfill past the head
     _finish(alice, hog["id"])
     assert queue.schedule_pass(_ctx(alice), launch=False).started == [head["id"], tiny["id"]]
+
+
+def test_backfill_passes_a_young_head_then_stops(alice, bob, make_user):
+    carol = make_user("carol")
+    _hog, head, tiny = _hog_head_tiny(alice, bob, carol)
+    # the head cannot fit; it has waited less than the bound: the tiny job uses the idle capacity
+    res = queue.schedule_pass(_ctx(alice), launch=False)
+    assert res.started == [tiny["id"]] and res.waiting_capacity == head["id"]
+    assert _state(bob, head["id"]) == "queued"
+    # once the head has waited past the bound, nothing more passes it
+    _ctx(alice).settings.scheduler.backfill_head_max_wait_s = 0
+    tiny2 = _submit(carol, "tiny2", cpu=0.1)
+    res = queue.schedule_pass(_ctx(alice), launch=False)
+    assert res.started == [] and _state(carol, tiny2["id"]) == "queued"
+
+
+def test_node_placement_is_honoured(alice, admin):
+    with session_scope(_ctx(alice).sessions) as s:  # a roomier second node: best fit alone would avoid it
+        n = NodeModel(name="node-b", cpu=8.0, memory_mib=16384)
+        s.add(n)
+        s.flush()
+        other = {"id": n.id, "name": n.name}
+    r = alice.post("/api/v1/jobs", json={"kind": "custom", "command": "true", "node_names": [other["name"]],
+                                         "roles": [{"cpu": 0.5, "memory_mib": 64}]})
+    assert r.status_code == 201, r.text
+    assert queue.schedule_pass(_ctx(alice), launch=False).started == [r.json()["id"]]
+    with session_scope(_ctx(alice).sessions, readonly=True) as s:
+        nodes = set(s.scalars(select(AllocationModel.node_id).where(AllocationModel.consumer_id == r.json()["id"])))
+    assert nodes == {other["id"]}
+    r = alice.post("/api/v1/jobs", json={"kind": "custom", "command": "true", "node_names": ["nope"]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "node_not_found"
 
 
 def test_multi_replica_all_or_nothing_and_replica_rows(alice):

@@ -9,10 +9,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from modelyard import __version__
 from modelyard.core.errors import ModelyardError
-from modelyard.server import background, metrics
+from modelyard.server import background, guards, metrics
 from modelyard.server.context import AppContext
 from modelyard.server.db import make_engine, make_sessionmaker, session_scope, upgrade_schema
 from modelyard.server.settings import Settings
@@ -25,10 +26,13 @@ NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets",
 COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources"]
 
 
-def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> None:
+def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> list:
+    routers = []
     for name in names:
         mod = importlib.import_module(f"{package}.{name}")
         app.include_router(mod.router, prefix=prefix)
+        routers.append(mod.router)
+    return routers
 
 
 def init_database(ctx: AppContext) -> str | None:
@@ -90,13 +94,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": {"code": "validation_error", "message": f"{loc}: {first.get('msg', 'invalid')}",
                                        "details": jsonable(errs)}}, status_code=422)
 
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+        # a backstop: schemas bound what clients send (schemas/common.py), the database refuses the rest
+        from modelyard.server.routers.compat.envelope import unstorable
+
+        code, message = unstorable(exc)
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=422)
+
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict:
         return {"status": "ok", "version": __version__}
 
     metrics.install(app, ctx)
     _include(app, "modelyard.server.routers", NATIVE_ROUTERS, prefix="/api/v1")
-    _include(app, "modelyard.server.routers.compat", COMPAT_ROUTERS)
+    seed = _include(app, "modelyard.server.routers.compat", COMPAT_ROUTERS)
+    app.add_middleware(guards.RequestGuard, envelopes=guards.envelope_styles(seed), max_body_bytes=int(getattr(
+        settings, "request_body_max_bytes", guards.DEFAULT_MAX_BODY_BYTES)))
     return app
 
 

@@ -1,10 +1,14 @@
 """Prometheus metrics at /metrics, on a registry of the app's own (several apps can live in one
 process, as the tests do): process/platform/GC collectors, HTTP latency per route template, and
 gauges read from the database at scrape time (jobs by state, live allocations per resource), so
-they are right after a restart and need no bookkeeping on the hot paths."""
+they are right after a restart and need no bookkeeping on the hot paths.
+
+A scrape needs a token (Authorization: Bearer): an admin's, or settings.metrics_token (a
+metrics-only token for the scraper; unset: admin tokens only). None -> 401, a user's -> 403."""
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from prometheus_client import (
@@ -17,8 +21,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelyard.core.errors import Forbidden, ModelyardError
+from modelyard.server.auth import authenticate
 from modelyard.server.context import AppContext
 from modelyard.server.db import session_scope
 
@@ -87,6 +95,33 @@ def _template(scope: Scope) -> str:
     return path
 
 
+class _TokenGate:
+    """The scrape endpoint behind an admin or metrics-only token."""
+
+    def __init__(self, app: ASGIApp, ctx: AppContext):
+        self.app, self.ctx = app, ctx
+
+    def _check(self, token: str | None) -> None:
+        expected = getattr(self.ctx.settings, "metrics_token", None)
+        if expected and token and hmac.compare_digest(token.encode(), str(expected).encode()):
+            return
+        with session_scope(self.ctx.sessions, readonly=True) as s:
+            principal = authenticate(s, token)
+        if not principal.is_admin:
+            raise Forbidden("metrics need an admin token or the metrics token")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+            try:
+                await run_in_threadpool(self._check, token)
+            except ModelyardError as exc:
+                await JSONResponse({"error": exc.to_dict()}, status_code=exc.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install(app, ctx: AppContext) -> None:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
@@ -96,4 +131,4 @@ def install(app, ctx: AppContext) -> None:
     histogram = Histogram("modelyard_http_request_duration_seconds", "HTTP request latency",
                           ["method", "route", "status"], registry=registry)
     app.add_middleware(_HttpMetrics, histogram=histogram)
-    app.mount("/metrics", make_asgi_app(registry=registry))
+    app.mount("/metrics", _TokenGate(make_asgi_app(registry=registry), ctx))

@@ -24,6 +24,25 @@ class DefaultQuota(BaseModel):
 class SchedulerSettings(BaseModel):
     poll_interval_s: float = 1.0
     cancel_grace_s: float = 10.0
+    # priorities above this (and urgent jobs) need the admin role or a quota allowance
+    priority_ceiling: int = 10
+    # a job that does not fit lets smaller ones behind it start (backfill) until it has waited this long
+    backfill_head_max_wait_s: float = 300.0
+
+
+class SandboxSettings(BaseModel):
+    """How job (and later serving) replicas are isolated: executors/sandbox.py, services/jobs/sandbox.py.
+
+    mode: "auto" (bubblewrap when it works here; if it does not, only the admin's own jobs run,
+    unsandboxed, and every other user's job is refused), "bwrap" (required: refuse every job without
+    it) or "unsafe" (no sandbox for anyone: every user can read the server's secrets; an explicit
+    choice for a single-user laptop)."""
+
+    mode: str = "auto"
+    # user names (or ids) whose jobs may ask for the host's network; an admin's own jobs may always
+    network_users: list[str] = Field(default_factory=list)
+    max_processes: int = 4096  # per replica (pids cgroup, where writable)
+    max_open_files: int = 65536  # per process (RLIMIT_NOFILE)
 
 
 class Settings(BaseSettings):
@@ -36,8 +55,17 @@ class Settings(BaseSettings):
     port: int = 8600
     public_url: str | None = None
     upload_chunk_max_bytes: int = 64 * 1024 * 1024
+    # per user: the total declared size of open upload sessions (409 open_uploads_limit)
+    upload_open_max_bytes: int = 20 * 1024**3
+    # free space kept on the uploads volume: a session or chunk below it answers 507 disk_full
+    upload_free_space_floor_bytes: int = 1024**3
+    # request bodies above this answer 413 body_too_large (upload chunks and parts are exempt)
+    request_body_max_bytes: int = 16 * 1024 * 1024
+    # a scrape-only token for /metrics; None: admin tokens only
+    metrics_token: str | None = None
     quota: DefaultQuota = Field(default_factory=DefaultQuota)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     # background loops (scheduler, reconcilers) can be switched off for unit tests
     background: bool = True
     # "migrate" (Alembic upgrade on start) or "create_all" (fast path used by most unit tests)
@@ -84,6 +112,10 @@ class Settings(BaseSettings):
         return self.data_dir / "jobs"
 
     def ensure_dirs(self) -> None:
-        for d in (self.home, self.users_root, self.public_root, self.blobs_dir, self.registry_dir,
+        """Create the data folders, private to the server's user (0700): jobs run sandboxed, but
+        another OS user on the machine must not read the database or anyone's files either."""
+        for d in (self.home, self.data_dir, self.users_root, self.public_root, self.blobs_dir, self.registry_dir,
                   self.datasets_dir, self.uploads_dir, self.jobs_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.home.chmod(0o700)
+        self.data_dir.chmod(0o700)

@@ -30,6 +30,35 @@ EXECUTORS: dict[str, str] = {
 
 
 @dataclass
+class Bind:
+    """One path the sandboxed replica sees: `host` mounted at `inside` (read-only unless writable)."""
+
+    host: str
+    inside: str
+    writable: bool = False
+
+
+@dataclass
+class SandboxSpec:
+    """What a replica may see and use (applied by executors/sandbox.py with bubblewrap).
+
+    Decided by the server (services/jobs/sandbox.py: policy), applied by the executor (mechanism).
+    A launch without one runs unsandboxed, which only the admin's explicit unsafe mode allows."""
+
+    binds: list[Bind] = field(default_factory=list)
+    rootfs: str | None = None  # an image's unpacked root filesystem (read-only); None: the host's system dirs
+    tmpfs: list[str] = field(default_factory=list)  # fresh empty dirs (besides /tmp), e.g. over MODELYARD_HOME
+    network: str = "none"  # "none" (loopback only) | "job" (one loopback shared by the job's replicas) | "host"
+    uid: int = 65534
+    gid: int = 65534
+    cwd: str | None = None  # inside the sandbox
+    cpus: int | None = None  # pin to this many cores
+    memory_bytes: int | None = None
+    max_processes: int | None = None
+    max_open_files: int | None = None
+
+
+@dataclass
 class ReplicaLaunch:
     """Everything needed to start one replica."""
 
@@ -45,6 +74,7 @@ class ReplicaLaunch:
     log_path: Path
     devices: list[int] = field(default_factory=list)
     node_id: str | None = None
+    sandbox: SandboxSpec | None = None  # None: unsandboxed (the admin's explicit unsafe mode)
 
     @property
     def name(self) -> str:

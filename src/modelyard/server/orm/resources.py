@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,6 +82,9 @@ class QuotaModel(TimestampMixin, Base):
     storage_files: Mapped[int | None] = mapped_column(BigInteger)
     # seed isInitConfig: True once an admin configured this quota explicitly
     is_init_config: Mapped[bool] = mapped_column(Boolean, default=False)
+    # queue allowances: None = the server's scheduler.priority_ceiling; urgent tasks jump the queue
+    max_priority: Mapped[int | None] = mapped_column(Integer)
+    can_urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AllocationModel(IdMixin, Base):

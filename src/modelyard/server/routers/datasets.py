@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, status
 
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, SessionDep, UserDep
+from modelyard.server.routers.params import NameQ, OffsetQ, PageQ, PageSizeQ, SearchQ
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.datasets import (
     DatasetCreatedResponse,
@@ -50,8 +51,8 @@ def create_dataset(req: DatasetCreateRequest, ctx: CtxDep, principal: UserDep):
 
 
 @router.get("/datasets", response_model=Page[DatasetResponse])
-def list_datasets(session: SessionDep, principal: UserDep, page: int = Query(1, ge=1),
-                  page_size: int = Query(20, ge=1, le=1000), q: str | None = None, name: str | None = None):
+def list_datasets(session: SessionDep, principal: UserDep, page: PageQ = 1, page_size: PageSizeQ = 20,
+                  q: SearchQ = None, name: NameQ = None):
     items, total = svc.list_datasets(session, principal, page=page, page_size=page_size, q=q, name=name)
     ids = [d.id for d in items]
     latest, counts = svc.latest_versions(session, ids), svc.version_counts(session, ids)
@@ -103,7 +104,7 @@ def get_version(dataset: str, version: str, session: SessionDep, principal: User
 
 @router.get("/datasets/{dataset}/versions/{version}/rows", response_model=DatasetRowsResponse)
 def read_rows(dataset: str, version: str, session: SessionDep, principal: UserDep, split: str = "train",
-              offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=200)):
+              offset: OffsetQ = 0, limit: int = Query(20, ge=1, le=200)):
     v = svc.get_version(session, principal, dataset, version)
     rows = svc.read_split(v, split, offset=offset, limit=limit)
     return DatasetRowsResponse(split=split, offset=offset, limit=limit,

@@ -9,28 +9,34 @@ user too."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from modelyard.server.deps import SessionDep, UserDep
-from modelyard.server.schemas.common import Page
+from modelyard.server.routers.params import IdQ, NameQ, PageQ, PageSizeQ, SearchQ
+from modelyard.server.schemas.common import MAX_SEARCH, Page
 from modelyard.server.schemas.resources import EventResponse
 from modelyard.server.services import events as svc
 
 router = APIRouter(tags=["events"])
 
+
+def _naive_utc(v: datetime | None) -> datetime | None:
+    """Event times are stored naive-UTC: a bound with an offset is converted, a naive one taken as UTC."""
+    return v.astimezone(UTC).replace(tzinfo=None) if v is not None and v.tzinfo is not None else v
+
 @router.get("/events", response_model=Page[EventResponse],
             summary="Events visible to the caller, newest first (filters: object_type, object_id, kind, actor)")
-def list_events(session: SessionDep, principal: UserDep, object_type: str | None = None,
-                object_id: str | None = None,
-                kind: str | None = Query(None, description="exact kind, or a prefix ending in '.' or '*'"),
-                actor_id: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                order: Literal["asc", "desc"] = "desc", page: int = Query(1, ge=1),
-                page_size: int = Query(50, ge=1, le=1000)):
+def list_events(session: SessionDep, principal: UserDep, object_type: NameQ = None, object_id: IdQ = None,
+                kind: Annotated[str | None, Query(description="exact kind, or a prefix ending in '.' or '*'",
+                                                  max_length=MAX_SEARCH)] = None,
+                actor_id: IdQ = None, since: datetime | None = None, until: datetime | None = None,
+                order: Literal["asc", "desc"] = "desc", page: PageQ = 1, page_size: PageSizeQ = 50):
     items, total = svc.list_events(session, principal, object_type=object_type, object_id=object_id, kind=kind,
-                                   actor_id=actor_id, since=since, until=until, order=order, page=page,
+                                   actor_id=actor_id, since=_naive_utc(since), until=_naive_utc(until),
+                                   order=order, page=page,
                                    page_size=page_size)
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
@@ -38,8 +44,8 @@ def list_events(session: SessionDep, principal: UserDep, object_type: str | None
 @router.get("/events/{object_type}/{object_id}", response_model=Page[EventResponse],
             summary="The history of one object, oldest first")
 def object_events(object_type: str, object_id: str, session: SessionDep, principal: UserDep,
-                  kind: str | None = None, order: Literal["asc", "desc"] = "asc",
-                  page: int = Query(1, ge=1), page_size: int = Query(200, ge=1, le=1000)):
+                  kind: SearchQ = None, order: Literal["asc", "desc"] = "asc",
+                  page: PageQ = 1, page_size: PageSizeQ = 200):
     items, total = svc.list_events(session, principal, object_type=object_type, object_id=object_id, kind=kind,
                                    order=order, page=page, page_size=page_size)
     return {"items": items, "total": total, "page": page, "page_size": page_size}

@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from modelyard.core.errors import BadRequest, Forbidden
 from modelyard.server.auth import Principal
 from modelyard.server.deps import CtxDep, UserDep
+from modelyard.server.routers.params import IdQ, PageQ, PageSizeQ, PathQ
+from modelyard.server.schemas.common import MAX_PATH
 from modelyard.server.schemas.files import (
     ChunkReceipt,
     DeleteResult,
@@ -71,9 +73,10 @@ def _write(ctx, principal: Principal, public: bool, user_id: str | None, fn: Cal
 
 
 @router.get("/files", response_model=FileList, summary="List a directory (paged)")
-def list_files(ctx: CtxDep, principal: UserDep, path: str = "", public: bool = False, user_id: str | None = None,
-               page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=1000),
-               after: str | None = Query(None, description="keyset paging: the last name of the previous page")):
+def list_files(ctx: CtxDep, principal: UserDep, path: PathQ = "", public: bool = False, user_id: IdQ = None,
+               page: PageQ = 1, page_size: PageSizeQ = 100,
+               after: str | None = Query(None, description="keyset paging: the last name of the previous page",
+                                         max_length=MAX_PATH)):
     return _read(ctx, principal, public, user_id,
                  lambda s, sc: fs.list_dir(s, sc, path, page=page, page_size=page_size, after=after))
 
@@ -108,13 +111,7 @@ def delete_file(ctx: CtxDep, principal: UserDep, path: str, public: bool = False
 def usage(ctx: CtxDep, principal: UserDep, user_id: str | None = None):
     uid = principal.ensure_acting_as(user_id)
     with fs.transaction(ctx.sessions) as s:
-        from modelyard.server.services.quota import ensure_quota
-
-        b, n = fs.storage_usage(s, ctx.settings, uid)
-        rb, rn = fs.reserved(s, uid)
-        q = ensure_quota(s, user_id=uid)
-        return StorageUsage(user_id=uid, bytes=b, files=n, reserved_bytes=rb, reserved_files=rn,
-                            quota_bytes=q.storage_bytes, quota_files=q.storage_files)
+        return StorageUsage(**fs.usage_summary(s, ctx.settings, uid))
 
 
 @router.post("/files/reindex", response_model=ReindexResult,
@@ -127,7 +124,7 @@ def reindex(ctx: CtxDep, principal: UserDep, path: str = "", public: bool = Fals
         first = fs.ensure_indexed(s, sc)
         if first is not None and not path:
             return first  # the first scan of the root was this reindex
-        return fs.reindex(s, sc, path)
+        return fs.reindex(s, sc, path, must_exist=True)
 
     return _write(ctx, principal, public, user_id, run)
 

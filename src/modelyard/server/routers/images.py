@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse
 
 from modelyard.server.db import session_scope
 from modelyard.server.deps import AdminDep, CtxDep, SessionDep, SettingsDep, UserDep
+from modelyard.server.routers.params import IdQ, NameQ, PageQ, PageSizeQ, SearchQ
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.images import (
     GCResponse,
@@ -41,9 +42,8 @@ def create_image(req: ImageCreateRequest, session: SessionDep, principal: UserDe
 
 
 @router.get("/images", response_model=Page[ImageResponse])
-def list_images(session: SessionDep, principal: UserDep, page: int = Query(1, ge=1),
-                page_size: int = Query(20, ge=1, le=1000), q: str | None = None, name: str | None = None,
-                owner_id: str | None = None):
+def list_images(session: SessionDep, principal: UserDep, page: PageQ = 1, page_size: PageSizeQ = 20,
+                q: SearchQ = None, name: NameQ = None, owner_id: IdQ = None):
     items, total = svc.list_images(session, principal, page=page, page_size=page_size, q=q, name=name,
                                    owner_id=owner_id)
     tags = svc.tags_by_image(session, [i.id for i in items])

@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from modelyard.core.errors import BadRequest
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
+from modelyard.server.routers.params import AttemptQ, IdQ, ListQ, OffsetQ, PageQ, PageSizeQ, SearchQ, StepQ
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.jobs import JobDetail, JobResponse, JobSubmit, RegisterOutputRequest
 from modelyard.server.services import jobs as svc
@@ -35,9 +36,8 @@ def submit(req: JobSubmit, ctx: CtxDep, principal: UserDep):
 
 
 @router.get("/jobs", response_model=Page[JobResponse])
-def list_jobs(ctx: CtxDep, principal: UserDep, state: str | None = Query(None, description="comma-separated"),
-              kind: str | None = Query(None, description="comma-separated"), q: str | None = None,
-              search_id: str | None = None, page: int = 1, page_size: int = 20):
+def list_jobs(ctx: CtxDep, principal: UserDep, state: ListQ = None, kind: ListQ = None, q: SearchQ = None,
+              search_id: IdQ = None, page: PageQ = 1, page_size: PageSizeQ = 20):
     with session_scope(ctx.sessions, readonly=True) as session:
         items, total = svc.list_jobs(session, principal, page=page, page_size=page_size, states=_csv(state),
                                      kinds=_csv(kind), q=q, search_id=search_id)
@@ -60,8 +60,8 @@ def get_job(job_id: str, ctx: CtxDep, principal: UserDep):
 
 
 @router.get("/jobs/{job_id}/metrics", summary="Metric time series ingested from the job's metrics.jsonl")
-def metrics(job_id: str, ctx: CtxDep, principal: UserDep, name: str | None = Query(None, description="comma-separated"),
-            since_step: int | None = None, attempt: int | None = None):
+def metrics(job_id: str, ctx: CtxDep, principal: UserDep, name: ListQ = None, since_step: StepQ = None,
+            attempt: AttemptQ = None):
     with session_scope(ctx.sessions, readonly=True) as session:
         job = svc.get_job(session, principal, job_id)
         return {"job_id": job.id, "state": job.state, "progress": job.progress,
@@ -71,7 +71,7 @@ def metrics(job_id: str, ctx: CtxDep, principal: UserDep, name: str | None = Que
 @router.get("/jobs/{job_id}/metrics.png", summary="The job's loss curves as a PNG",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def metrics_png(job_id: str, ctx: CtxDep, principal: UserDep,
-                name: str = Query("loss,eval_loss", description="comma-separated")):
+                name: str = Query("loss,eval_loss", description="comma-separated", max_length=1024)):
     with session_scope(ctx.sessions, readonly=True) as session:
         job = svc.get_job(session, principal, job_id)
         series = svc.metric_series(session, job, names=_csv(name))
@@ -99,8 +99,9 @@ def metrics_png(job_id: str, ctx: CtxDep, principal: UserDep,
             responses={200: {"content": {"text/plain": {}}}},
             summary="A replica's log; follow=true streams until the job ends")
 def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
-         replica: str | None = Query(None, description="e.g. master-0, worker-1 or a rank (default: rank 0)"),
-         offset: int = Query(0, ge=0), poll_s: float = Query(0.2, ge=0.02, le=5)):
+         replica: str | None = Query(None, description="e.g. master-0, worker-1 or a rank (default: rank 0)",
+                                     max_length=256),
+         offset: OffsetQ = 0, poll_s: float = Query(0.2, ge=0.02, le=5)):
     with session_scope(ctx.sessions, readonly=True) as s:
         job = svc.get_job(s, principal, job_id)  # 404 before any streaming starts
         if replica and job.state not in ("pending", "queued"):

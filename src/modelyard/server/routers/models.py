@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 
 from modelyard.server.deps import CtxDep, SessionDep, SettingsDep, UserDep
+from modelyard.server.routers.params import IdQ, NameQ, PageQ, PageSizeQ, SearchQ
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.models import (
     AliasResponse,
@@ -69,10 +70,9 @@ def create_model(req: ModelCreateRequest, session: SessionDep, ctx: CtxDep, prin
 
 
 @router.get("/models", response_model=Page[ModelResponse])
-def list_models(session: SessionDep, principal: UserDep, page: int = Query(1, ge=1),
-                page_size: int = Query(20, ge=1, le=1000), q: str | None = None, name: str | None = None,
-                owner_id: str | None = None, type: str | None = None, public: bool | None = None,
-                mine: bool = False):
+def list_models(session: SessionDep, principal: UserDep, page: PageQ = 1, page_size: PageSizeQ = 20,
+                q: SearchQ = None, name: NameQ = None, owner_id: IdQ = None, type: NameQ = None,
+                public: bool | None = None, mine: bool = False):
     """Your models and public ones (admins: all), newest first."""
     items, total = svc.list_models(session, principal, page=page, page_size=page_size, q=q, name=name,
                                    owner_id=owner_id, type=type, is_public=public, mine=mine)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from modelyard.server.deps import CtxDep, SessionDep, UserDep
+from modelyard.server.routers.params import ListQ, PageQ, PageSizeQ
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.searches import SearchCreate, SearchDetail, SearchResponse
 from modelyard.server.services import searches as svc
@@ -21,8 +22,8 @@ def create(req: SearchCreate, session: SessionDep, ctx: CtxDep, principal: UserD
 
 
 @router.get("/searches", response_model=Page[SearchResponse])
-def list_searches(session: SessionDep, principal: UserDep, state: str | None = Query(None, description="comma-separated"),
-                  page: int = 1, page_size: int = 20):
+def list_searches(session: SessionDep, principal: UserDep, state: ListQ = None, page: PageQ = 1,
+                  page_size: PageSizeQ = 20):
     states = [s.strip() for s in state.split(",") if s.strip()] if state else None
     items, total = svc.list_searches(session, principal, states=states, page=page, page_size=page_size)
     counts = svc.trial_counts(session, [s.id for s in items])

@@ -14,10 +14,10 @@ A job that does not fit now stays queued, and the pass decides who may pass it:
 - short of its owner's QUOTA (cpu, memory, GPUs, job slots, quota window): the owner's later jobs
   are held back behind it (no passing within a user, so a big job is not starved by its owner's
   own stream of small ones), but other users' jobs go on: they do not compete for that quota.
-- short of NODE CAPACITY: nothing behind it starts (the pass stops). Freed capacity therefore goes
-  to the head of the queue first; a large job cannot be starved by a stream of smaller ones that
-  would keep slipping into the gaps. The price is head-of-line blocking: idle capacity may wait
-  until the head fits (no backfill).
+- short of NODE CAPACITY: jobs behind it that fit may start (backfill: idle capacity is used)
+  until the head has waited settings.scheduler.backfill_head_max_wait_s; from then on nothing
+  passes it (the pass stops there), so freed capacity goes to it first and a large job cannot be
+  starved by a stream of smaller ones that keep slipping into the gaps.
 Because the head job is retried first on every pass, a job only waits for jobs ahead of it.
 """
 
@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from modelyard.core.enums import JobState
 from modelyard.server.db import session_scope
-from modelyard.server.orm import NodeModel
+from modelyard.server.orm import AllocationModel, NodeModel
 from modelyard.server.orm.jobs import JobModel, JobReplicaModel
 from modelyard.server.services import jobs as jobs_svc
 from modelyard.server.services.jobs import StaleState, move_replica, transition
@@ -56,6 +56,7 @@ class _Queued:
     owner_id: str
     roles: list
     waiting_reason: str | None
+    queued_at: Any = None
 
 
 class PassView:
@@ -110,15 +111,8 @@ class PassView:
                 f"{p.name}: {p.resources.as_dict()}" for p in parts[:4]) + ")"
         return None
 
-    def _place(self, parts: list[ledger.Part]) -> dict[str, ledger.Resources] | None:
-        free = dict(self.free)
-        for p in parts:
-            fitting = [nid for nid, f in free.items() if p.node_id in (None, nid) and not p.resources.shortfall(f)]
-            if not fitting:
-                return None
-            nid = min(fitting, key=lambda i: (free[i] - p.resources).cpu)
-            free[nid] = free[nid] - p.resources
-        return free
+    def _place(self, parts: list[ledger.Part]) -> list | None:
+        return ledger.place(parts, dict(self.free))
 
     def took(self, owner: str, allocations) -> None:
         for a in allocations:
@@ -131,12 +125,14 @@ class PassView:
 
 
 def queued_jobs(session) -> list[_Queued]:
-    rows = session.execute(select(JobModel.id, JobModel.owner_id, JobModel.roles, JobModel.waiting_reason)
+    rows = session.execute(select(JobModel.id, JobModel.owner_id, JobModel.roles, JobModel.waiting_reason,
+                                  JobModel.queued_at)
                            .where(JobModel.state == JobState.queued.value).order_by(*QUEUE_ORDER)).all()
     missing = [r.id for r in rows if not r.roles]  # rows written without the roles column
     spec_roles = dict(session.execute(select(JobModel.id, JobModel.spec).where(JobModel.id.in_(missing))).all()) \
         if missing else {}
-    return [_Queued(r.id, r.owner_id, r.roles or spec_roles[r.id]["roles"], r.waiting_reason) for r in rows]
+    return [_Queued(r.id, r.owner_id, r.roles or spec_roles[r.id]["roles"], r.waiting_reason, r.queued_at)
+            for r in rows]
 
 
 def schedule_pass(ctx: Any, *, launch: bool = True, limit: int | None = None) -> PassResult:
@@ -175,8 +171,13 @@ def schedule_pass(ctx: Any, *, launch: bool = True, limit: int | None = None) ->
             blocked_users.add(q.owner_id)
             res.waiting_quota.append(q.id)
         elif outcome == "capacity":
-            res.waiting_capacity = q.id
-            break
+            if res.waiting_capacity is None:
+                res.waiting_capacity = q.id
+            # backfill: smaller jobs behind it may start, until it has waited long enough; then
+            # nothing passes it, so the resources that free up go to it
+            waited = (view.now - q.queued_at).total_seconds() if q.queued_at is not None else float("inf")
+            if waited >= ctx.settings.scheduler.backfill_head_max_wait_s:
+                break
     if reasons:
         _record_waiting(ctx, reasons)
     if launch and res.started:
@@ -203,9 +204,21 @@ def _set_waiting(job: JobModel, reason: str) -> None:
         job.waiting_reason = reason[:1024]
 
 
+class _NoFreeDevice(Exception):
+    """The ledger has GPU capacity but no device is free to pin (vGPU replicas share some)."""
+
+
 def admit(ctx: Any, job_id: str, view: PassView | None = None) -> tuple[str, list]:
     """One job in one transaction: ('started', allocations) -- now starting, resources held -- or
     ('quota' | 'capacity' | 'gone', [])."""
+    try:
+        return _admit(ctx, job_id, view)
+    except _NoFreeDevice as exc:  # the transaction rolled back: nothing held
+        _record_waiting(ctx, {job_id: str(exc)})
+        return "capacity", []
+
+
+def _admit(ctx: Any, job_id: str, view: PassView | None) -> tuple[str, list]:
     with session_scope(ctx.sessions) as s:
         # row lock first (PostgreSQL; SQLite's write lock is already held): a concurrent pass that
         # admitted this job commits before we read it, so we see `starting` and leave it alone
@@ -231,6 +244,9 @@ def admit(ctx: Any, job_id: str, view: PassView | None = None) -> tuple[str, lis
             alloc = by_part[f"{role}-{index}"]
             node = nodes[alloc.node_id]
             devices = pick_devices(s, node, alloc, taken.setdefault(node.id, set()))
+            if alloc.gpu and len(devices) < alloc.gpu:
+                raise _NoFreeDevice(f"waiting for {alloc.gpu:g} whole GPU(s) free on node {node.name} "
+                                    "(the others are in use or shared by vGPU replicas)")
             rep = existing.get((role, index))
             rdir = jobs_svc.replica_dir(ctx.settings, job.id, role, index)
             if rep is None:  # a new row starts out placed; an earlier attempt's row goes through its door
@@ -285,8 +301,13 @@ def pick_devices(session, node: NodeModel, alloc, taken: set[int]) -> list[int]:
     if not (alloc.gpu or alloc.vgpu):
         return []
     total = len(node.gpu_info or []) or int(node.gpu or 0)
+    # replicas whose job still holds an allocation here: a job that just ended has released its
+    # GPUs in the ledger before its replica rows are all marked ended
+    held = select(AllocationModel.consumer_id).where(AllocationModel.node_id == node.id,
+                                                     AllocationModel.released_at.is_(None))
     live = session.execute(select(JobReplicaModel.devices).where(
-        JobReplicaModel.node_id == node.id, JobReplicaModel.state.in_(("starting", "running")))).scalars().all()
+        JobReplicaModel.node_id == node.id, JobReplicaModel.state.in_(("starting", "running")),
+        JobReplicaModel.job_id.in_(held))).scalars().all()
     use: dict[int, int] = {i: 0 for i in range(total)}
     for devs in live:
         for d in devs or []:

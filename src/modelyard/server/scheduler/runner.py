@@ -36,6 +36,7 @@ from modelyard.server.executors.base import (
 from modelyard.server.orm import NodeModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobModel, JobReplicaModel
+from modelyard.server.orm.users import UserModel
 from modelyard.server.services import events
 from modelyard.server.services import jobs as jobs_svc
 from modelyard.server.services.jobs import (
@@ -68,9 +69,14 @@ def _is_local(node: NodeModel | None) -> bool:
 
 # --- launch ----------------------------------------------------------------------------------
 
-def build_launches(ctx: Any, job: JobModel, reps: list[JobReplicaModel], nodes: dict[str, NodeModel]
-                   ) -> list[ReplicaLaunch]:
+def build_launches(ctx: Any, job: JobModel, reps: list[JobReplicaModel], nodes: dict[str, NodeModel],
+                   owner: Any = None) -> list[ReplicaLaunch]:
+    """One ReplicaLaunch per replica, each with its sandbox (services/jobs/sandbox.py decides what it
+    sees; None only in the admin's explicit unsafe mode or for the admin's own job without bwrap)."""
     settings = ctx.settings
+    owner_name = getattr(owner, "name", "") or ""
+    owner_is_admin = getattr(owner, "role", "user") == "admin"
+    rootfs, run_config = jobs_svc.image_rootfs(ctx, job)
     roles = {r["role"]: r for r in job.spec["roles"]}
     world = len(reps)
     master = next((r for r in reps if r.rank == 0), reps[0])
@@ -87,10 +93,15 @@ def build_launches(ctx: Any, job: JobModel, reps: list[JobReplicaModel], nodes: 
                                    master_port=port, devices=list(rep.devices or []), role_spec=roles[rep.role])
         rdir = jobs_svc.replica_dir(settings, job.id, rep.role, rep.index)
         cwd = job.spec.get("working_dir") or str(rdir)
+        sb = jobs_svc.sandbox_for(settings, job, roles[rep.role], owner_name=owner_name,
+                                  owner_is_admin=owner_is_admin, replicas=world, rootfs=rootfs,
+                                  run_config={**run_config, "cwd": run_config.get("cwd") or cwd})
+        env = jobs_svc.sandbox_env(env, sb, user_env=job.spec.get("env") or {}, image_env=run_config.get("env"))
         launches.append(ReplicaLaunch(job_id=job.id, attempt=job.attempt, role=rep.role, index=rep.index,
-                                      rank=rep.rank, argv=list(job.spec["argv"]), env=env, cwd=cwd,
-                                      replica_dir=rdir, log_path=rdir / "output.log",
-                                      devices=list(rep.devices or []), node_id=rep.node_id))
+                                      rank=rep.rank, argv=list(job.spec["argv"]), env=env,
+                                      cwd=str(rdir) if sb is not None else cwd, replica_dir=rdir,
+                                      log_path=rdir / "output.log", devices=list(rep.devices or []),
+                                      node_id=rep.node_id, sandbox=sb))
     return launches
 
 
@@ -114,13 +125,14 @@ def _launch(ctx: Any, job_id: str) -> bool:
             return False
         reps = [r for r in jobs_svc.replicas_of(s, job_id) if r.attempt == job.attempt]
         nodes = {n.id: n for n in s.scalars(select(NodeModel))}
+        owner = s.get(UserModel, job.owner_id)
         cancel = job.cancel_requested_at is not None
     if cancel:
         _finish(ctx, job_id, JobState.cancelled, "cancelled before it started")
         return False
     groups: dict[str, list[ReplicaLaunch]] = {}
     try:
-        launches = build_launches(ctx, job, reps, nodes)
+        launches = build_launches(ctx, job, reps, nodes, owner)
         by_name = {r.name: r for r in reps}
         for ln in launches:
             groups.setdefault(by_name[ln.name].executor or "local", []).append(ln)

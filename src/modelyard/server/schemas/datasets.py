@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from .common import ORMModel
+from .common import MAX_DESCRIPTION, MAX_NAME, ORMModel, UTCDateTime
 
 _SOURCE_DOC = ("relative to your file root: a folder with train/ validate/ test/ sub-folders (e.g. 'Data'), "
                "a folder of split-named or plain data files, or one file (all 'train')")
@@ -17,11 +16,11 @@ class DatasetSourceFields(BaseModel):
     validate_: str | None = Field(None, alias="validate", description="instead of path: the validation file or folder")
     test: str | None = Field(None, description="instead of path: the test file or folder")
 
-    model_config = {"populate_by_name": True}
+    model_config = {"populate_by_name": True, "str_max_length": MAX_DESCRIPTION}
 
 
 class DatasetCreateRequest(DatasetSourceFields):
-    name: str = Field(description="1-128 letters, digits, '_', '.', '-'")
+    name: str = Field(description="1-128 letters, digits, '_', '.', '-'", max_length=MAX_NAME)
     description: str = ""
     is_public: bool = False
 
@@ -31,6 +30,8 @@ class DatasetVersionCreateRequest(DatasetSourceFields):
 
 
 class DatasetUpdateRequest(BaseModel):
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
     description: str | None = None
     is_public: bool | None = None
 
@@ -58,7 +59,7 @@ class DatasetVersionSummary(ORMModel):
     source: str
     description: str
     created_by: str | None
-    created_at: datetime
+    created_at: UTCDateTime
 
     @classmethod
     def of(cls, v) -> DatasetVersionSummary:
@@ -88,8 +89,8 @@ class DatasetResponse(ORMModel):
     name: str
     description: str
     is_public: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
     versions_count: int = 0
     latest_version: DatasetVersionSummary | None = None
 

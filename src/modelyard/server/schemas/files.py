@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
+
+from .common import MAX_NAME, MAX_PATH, MAX_SAFE_INT, UTCDateTime
 
 
 class FileEntry(BaseModel):
@@ -13,7 +13,7 @@ class FileEntry(BaseModel):
     is_dir: bool
     size: int
     sha256: str | None = Field(None, description="known for files stored through the API")
-    mtime: datetime
+    mtime: UTCDateTime
     owner_id: str | None
     public: bool
     id: int | None = None
@@ -30,19 +30,19 @@ class FileList(BaseModel):
 
 
 class MkdirRequest(BaseModel):
-    path: str
+    path: str = Field(max_length=MAX_PATH)
     public: bool = False
     parents: bool = True
     exist_ok: bool = True
-    user_id: str | None = Field(None, description="admin only: work in this user's root")
+    user_id: str | None = Field(None, max_length=MAX_NAME, description="admin only: work in this user's root")
 
 
 class MoveRequest(BaseModel):
-    src: str
-    dst: str
+    src: str = Field(max_length=MAX_PATH)
+    dst: str = Field(max_length=MAX_PATH)
     public: bool = False
     overwrite: bool = False
-    user_id: str | None = None
+    user_id: str | None = Field(None, max_length=MAX_NAME)
 
 
 class DeleteResult(BaseModel):
@@ -53,12 +53,12 @@ class DeleteResult(BaseModel):
 
 
 class ExtractRequest(BaseModel):
-    path: str = Field(description="the archive (tar, tar.gz/.bz2/.xz, zip)")
-    dest: str | None = Field(None, description="folder to extract into; default: next to the archive, named after it")
+    path: str = Field(description="the archive (tar, tar.gz/.bz2/.xz, zip)", max_length=MAX_PATH)
+    dest: str | None = Field(None, max_length=MAX_PATH, description="folder to extract into; default: next to the archive, named after it")
     public: bool = Field(False, description="the archive is in the public root")
     dest_public: bool | None = Field(None, description="extract into the public root (default: same as `public`)")
     overwrite: bool = False
-    user_id: str | None = None
+    user_id: str | None = Field(None, max_length=MAX_NAME)
 
 
 class ExtractResult(BaseModel):
@@ -88,13 +88,14 @@ class ReindexResult(BaseModel):
 
 
 class UploadCreate(BaseModel):
-    path: str = Field(description="target file path, relative to the root")
-    size: int = Field(ge=0)
-    sha256: str = Field(description="SHA-256 of the whole file, hex")
+    path: str = Field(description="target file path, relative to the root", max_length=MAX_PATH)
+    size: int = Field(ge=0, le=MAX_SAFE_INT)
+    sha256: str = Field(description="SHA-256 of the whole file, hex", max_length=64)
     public: bool = False
     overwrite: bool = False
-    chunk_size: int | None = Field(None, description="bytes per chunk (default 32 MiB, at most the server's limit)")
-    user_id: str | None = Field(None, description="admin only: upload into this user's root")
+    chunk_size: int | None = Field(None, description="bytes per chunk (default 32 MiB, at most the server's limit)",
+                                   ge=0, le=MAX_SAFE_INT)
+    user_id: str | None = Field(None, description="admin only: upload into this user's root", max_length=MAX_NAME)
 
 
 class UploadState(BaseModel):
@@ -113,10 +114,10 @@ class UploadState(BaseModel):
     missing: list[int]
     received_bytes: int
     received_ranges: list[list[int]] = Field(description="[start, end) byte ranges received")
-    created_at: datetime
-    updated_at: datetime
-    expires_at: datetime
-    completed_at: datetime | None
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+    expires_at: UTCDateTime
+    completed_at: UTCDateTime | None
     file: FileEntry | None
 
 

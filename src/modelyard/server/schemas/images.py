@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from .common import ORMModel
+from .common import MAX_DESCRIPTION, MAX_NAME, ORMModel, UTCDateTime
 
 # --- native ------------------------------------------------------------------------------------
 
 
 class ImageCreateRequest(BaseModel):
-    name: str = Field(description="repository name, docker grammar (e.g. 'team/pytorch-cuda')")
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
+    name: str = Field(description="repository name, docker grammar (e.g. 'team/pytorch-cuda')", max_length=MAX_NAME)
     icon: str = ""
     overview: str = ""
     labels: list[Any] = Field(default_factory=list)
@@ -20,6 +21,8 @@ class ImageCreateRequest(BaseModel):
 
 
 class ImageUpdateRequest(BaseModel):
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
     icon: str | None = None
     overview: str | None = None
     labels: list[Any] | None = None
@@ -28,6 +31,8 @@ class ImageUpdateRequest(BaseModel):
 
 
 class ImageImportRequest(BaseModel):
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
     path: str = Field(description="the archive (docker save / OCI layout tar, or an OCI layout folder), "
                                   "relative to your file root")
     tag: str | None = Field(None, description="default: the tag the archive names, else 'latest'")
@@ -67,7 +72,7 @@ class ImageVersionResponse(ORMModel):
     repo_tags: list[str]
     source_path: str
     created_by: str | None
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class ImageResponse(ORMModel):
@@ -79,8 +84,8 @@ class ImageResponse(ORMModel):
     labels: list[Any]
     description: str
     is_public: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
     tags: list[str] = Field(default_factory=list)
 
 
@@ -92,6 +97,7 @@ class GCResponse(BaseModel):
     blobs_removed: int
     orphan_files_removed: int
     temp_files_removed: int
+    rootfs_removed: int = 0  # unpacked root filesystems of manifests no version uses
     bytes_freed: int
 
 
@@ -99,7 +105,7 @@ class GCResponse(BaseModel):
 
 
 class _Seed(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_max_length=MAX_DESCRIPTION)
 
     @field_validator("userId", mode="before", check_fields=False)
     @classmethod

@@ -8,13 +8,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .common import ORMModel
+from .common import MAX_DESCRIPTION, MAX_NAME, ORMModel, UTCDateTime
 
 # --- native ----------------------------------------------------------------------------------------
 
 
 class ModelCreateRequest(BaseModel):
-    name: str = Field(description="unique per owner; no '/', ':' or control characters")
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
+    name: str = Field(description="unique per owner; no '/', ':' or control characters", max_length=MAX_NAME)
     description: str = ""
     type: str = "LLM"
     developer: str = ""
@@ -29,7 +31,9 @@ class ModelCreateRequest(BaseModel):
 
 
 class ModelUpdateRequest(BaseModel):
-    name: str | None = None
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
+    name: str | None = Field(None, max_length=MAX_NAME)
     description: str | None = None
     type: str | None = None
     developer: str | None = None
@@ -37,6 +41,8 @@ class ModelUpdateRequest(BaseModel):
 
 
 class VersionCreateRequest(BaseModel):
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
     path: str | None = Field(None, description="folder (HF / PEFT) or .gguf file, relative to the owner's root")
     version: str | None = Field(None, description="default: next integer")
     description: str = ""
@@ -46,6 +52,8 @@ class VersionCreateRequest(BaseModel):
 
 
 class AliasSetRequest(BaseModel):
+    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+
     version: str = Field(description="version id, version string or another alias of the same model")
 
 
@@ -74,7 +82,7 @@ class MetricResponse(ORMModel):
     name: str
     value: float
     step: int | None
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class FileEntry(BaseModel):
@@ -112,8 +120,8 @@ class VersionResponse(ORMModel):
     dataset_version_id: str | None
     hyperparameters: dict[str, Any] | None
     aliases: list[str] = Field(default_factory=list)
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UTCDateTime
+    finished_at: UTCDateTime | None
 
 
 class VersionDetailResponse(VersionResponse):
@@ -126,7 +134,7 @@ class AliasResponse(ORMModel):
     alias: str
     version_id: str
     version: str | None = None
-    updated_at: datetime
+    updated_at: UTCDateTime
 
 
 class ModelResponse(ORMModel):
@@ -142,8 +150,8 @@ class ModelResponse(ORMModel):
     size_bytes: int = 0
     latest_version: str | None = None
     latest_status: str | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 class ModelDetailResponse(ModelResponse):
@@ -162,11 +170,11 @@ def _as_str(v: Any) -> Any:
 
 
 LenientInt = Annotated[int | None, BeforeValidator(_blank_none)]
-LenientStr = Annotated[str | None, BeforeValidator(_as_str)]
+LenientStr = Annotated[Annotated[str, Field(max_length=MAX_DESCRIPTION)] | None, BeforeValidator(_as_str)]
 
 
 class _Seed(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, str_max_length=MAX_DESCRIPTION)
 
 
 class SeedApplication(_Seed):

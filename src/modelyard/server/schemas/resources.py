@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from .common import ORMModel
+from .common import MAX_SAFE_INT, ORMModel, UTCDateTime
 
 
 class ResourceAmounts(BaseModel):
@@ -77,8 +77,8 @@ class NodeResponse(BaseModel):
     free: ResourceAmounts = Field(description="capacity - allocated (never below 0)")
     allocations: int = Field(description="live allocation rows on the node")
     consumers: int = Field(description="distinct consumers (jobs, services) holding allocations on the node")
-    heartbeat_at: datetime
-    created_at: datetime
+    heartbeat_at: UTCDateTime
+    created_at: UTCDateTime
 
 
 class NodeAllocation(BaseModel):
@@ -89,7 +89,7 @@ class NodeAllocation(BaseModel):
     part: str
     counts_as_job: bool
     resources: ResourceAmounts
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class NodeDetailResponse(NodeResponse):
@@ -98,7 +98,7 @@ class NodeDetailResponse(NodeResponse):
 
 
 class LabelsBody(BaseModel):
-    labels: dict[str, str]
+    labels: dict[Annotated[str, StringConstraints(max_length=128)], Annotated[str, StringConstraints(max_length=256)]]
 
 
 # --- resource groups --------------------------------------------------------------------------
@@ -121,8 +121,8 @@ class ResourceGroupResponse(ORMModel):
     description: str
     nodes: int = 0
     tags: dict[str, str] = Field(default_factory=dict)
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 class NodeGroupMove(BaseModel):
@@ -133,22 +133,22 @@ class NodeGroupMove(BaseModel):
 
 class FlavorCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-    cpu: float = Field(gt=0)
-    memory_mib: int = Field(gt=0)
-    gpu: int = Field(default=0, ge=0)
-    gpu_memory_mib: int = Field(default=0, ge=0)
-    vgpu: int = Field(default=0, ge=0)
-    mig: int = Field(default=0, ge=0)
+    cpu: float = Field(gt=0, le=1e9)
+    memory_mib: int = Field(gt=0, le=MAX_SAFE_INT)
+    gpu: int = Field(default=0, ge=0, le=MAX_SAFE_INT)
+    gpu_memory_mib: int = Field(default=0, ge=0, le=MAX_SAFE_INT)
+    vgpu: int = Field(default=0, ge=0, le=MAX_SAFE_INT)
+    mig: int = Field(default=0, ge=0, le=MAX_SAFE_INT)
     description: str = Field(default="", max_length=512)
 
 
 class FlavorUpdate(BaseModel):
-    cpu: float | None = Field(default=None, gt=0)
-    memory_mib: int | None = Field(default=None, gt=0)
-    gpu: int | None = Field(default=None, ge=0)
-    gpu_memory_mib: int | None = Field(default=None, ge=0)
-    vgpu: int | None = Field(default=None, ge=0)
-    mig: int | None = Field(default=None, ge=0)
+    cpu: float | None = Field(default=None, gt=0, le=1e9)
+    memory_mib: int | None = Field(default=None, gt=0, le=MAX_SAFE_INT)
+    gpu: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    gpu_memory_mib: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    vgpu: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    mig: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
     description: str | None = Field(default=None, max_length=512)
 
 
@@ -183,7 +183,7 @@ class FlavorResponse(BaseModel):
     mig: int
     description: str
     tags: dict[str, str]
-    created_at: datetime
+    created_at: UTCDateTime
     # ModelArts Specification
     specification: str = Field(description="the flavor's unique name")
     billing_spec: str
@@ -223,21 +223,32 @@ class QuotaUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cpu: float | None = Field(default=None, ge=0)
-    memory_mib: int | None = Field(default=None, ge=0)
-    gpu: int | None = Field(default=None, ge=0)
-    vgpu: int | None = Field(default=None, ge=0)
-    mig: int | None = Field(default=None, ge=0)
-    jobs: int | None = Field(default=None, ge=0)
+    cpu: float | None = Field(default=None, ge=0, le=1e9)
+    memory_mib: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    gpu: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    vgpu: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    mig: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    jobs: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
     start_at: datetime | None = None
     end_at: datetime | None = None
-    storage_bytes: int | None = Field(default=None, ge=0)
-    storage_files: int | None = Field(default=None, ge=0)
+    storage_bytes: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    storage_files: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    max_priority: int | None = Field(default=None, ge=-1000, le=1000,
+                                     description="the highest job priority the user may ask for (null: the "
+                                                 "server's scheduler.priority_ceiling)")
+    can_urgent: bool | None = Field(default=None, description="may submit urgent jobs (they jump the queue)")
 
     @field_validator("start_at", "end_at")
     @classmethod
     def _tz(cls, v: datetime | None) -> datetime | None:
         return _naive_utc(v)
+
+    @field_validator("cpu", "memory_mib", "gpu", "vgpu", "mig", "jobs", "can_urgent")
+    @classmethod
+    def _not_null(cls, v: float | int | None) -> float | int:
+        if v is None:  # only the fields the doc above names can be cleared
+            raise ValueError("this field cannot be null (compute limits: give a number, 0 for none)")
+        return v
 
 
 class StorageUsage(BaseModel):
@@ -259,12 +270,14 @@ class QuotaResponse(BaseModel):
     jobs: int = Field(description="concurrent jobs allowed")
     jobs_used: int
     jobs_remaining: int
-    start_at: datetime | None
-    end_at: datetime | None
+    start_at: UTCDateTime | None
+    end_at: UTCDateTime | None
     active: bool = Field(description="now is inside the validity window")
     is_init_config: bool = Field(description="an admin configured this quota explicitly")
+    max_priority: int | None = Field(None, description="highest priority allowed (null: the server's ceiling)")
+    can_urgent: bool = False
     storage: StorageUsage | None = None
-    updated_at: datetime
+    updated_at: UTCDateTime
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -293,7 +306,7 @@ class GroupStatistics(UsageTable):
 
 
 class PoolStatisticsResponse(BaseModel):
-    operation_time: datetime
+    operation_time: UTCDateTime
     totals: UsageTable
     groups: list[GroupStatistics]
 
@@ -302,7 +315,7 @@ class PoolStatisticsResponse(BaseModel):
 
 class EventResponse(ORMModel):
     id: int
-    at: datetime
+    at: UTCDateTime
     actor_id: str | None
     kind: str
     object_type: str

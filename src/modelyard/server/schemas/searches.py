@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .common import UTCDateTime
 
 
 class ParamSpace(BaseModel):
@@ -97,9 +98,9 @@ class SearchResponse(BaseModel):
     note: str
     error: str | None
     trials: dict[str, int] = Field(description="trial counts by state")
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+    finished_at: UTCDateTime | None
 
 
 class TrialResponse(BaseModel):
@@ -116,8 +117,8 @@ class TrialResponse(BaseModel):
     intermediate: dict[str, float]
     message: str
     is_best: bool
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UTCDateTime
+    finished_at: UTCDateTime | None
 
 
 class BestTrial(BaseModel):

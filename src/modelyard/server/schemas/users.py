@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
 
-from .common import ORMModel
+from .common import MAX_NAME, ORMModel, UTCDateTime
 
 
 class UserCreateRequest(BaseModel):
     name: str = Field(min_length=1, max_length=64)
-    role: str = "user"
+    role: str = Field("user", max_length=32)
 
 
 class UserResponse(ORMModel):
@@ -17,7 +15,7 @@ class UserResponse(ORMModel):
     name: str
     role: str
     disabled: bool
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class UserCreatedResponse(UserResponse):
@@ -25,16 +23,16 @@ class UserCreatedResponse(UserResponse):
 
 
 class TokenCreateRequest(BaseModel):
-    name: str = "default"
+    name: str = Field("default", max_length=MAX_NAME)
 
 
 class TokenResponse(ORMModel):
     id: str
     name: str
     prefix: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UTCDateTime
+    last_used_at: UTCDateTime | None
+    revoked_at: UTCDateTime | None
 
 
 class TokenCreatedResponse(TokenResponse):

@@ -18,6 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DataError
 
 from modelyard.core.errors import ModelyardError
 
@@ -44,6 +45,13 @@ def fail(style: str, status: int, message: str, reason: str, details: Any = None
     return JSONResponse(jsonable_encoder(content), status_code=status)
 
 
+def unstorable(exc: Exception) -> tuple[str, str]:
+    """(code, message) for a value the database refused (a backstop: the schemas bound numbers)."""
+    if isinstance(exc, OverflowError):
+        return "value_out_of_range", "a number in the request is out of the range the server can store"
+    return "invalid_value", f"a value in the request cannot be stored: {str(getattr(exc, 'orig', exc))[:200]}"
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for e in exc.errors()[:5]:
@@ -54,6 +62,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def compat_router(style: str, **kwargs) -> APIRouter:
     class EnvelopeRoute(APIRoute):
+        envelope_style = style  # server/guards.py answers its refusals in this envelope too
+
         def get_route_handler(self) -> Callable:
             handler = super().get_route_handler()
 
@@ -66,7 +76,11 @@ def compat_router(style: str, **kwargs) -> APIRouter:
                 except RequestValidationError as exc:
                     request.state.failed = True
                     return fail(style, 400, _validation_message(exc), "invalid_request",
-                                jsonable_encoder(exc.errors()))
+                                jsonable_encoder(exc.errors(), custom_encoder={Exception: str}))
+                except (OverflowError, DataError) as exc:  # a number the database cannot hold
+                    request.state.failed = True
+                    code, message = unstorable(exc)
+                    return fail(style, 422, message, code)
 
             return wrapped
 

@@ -40,6 +40,7 @@ from modelyard.server.auth import Principal
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
 from modelyard.server.routers.compat.envelope import RETURN, compat_router, ok
+from modelyard.server.schemas.common import MAX_PAGE, MAX_PAGE_SIZE
 from modelyard.server.schemas.jobs import GpuSpec, JobSubmit, RoleSpec
 from modelyard.server.schemas.seed.finetune import (  # noqa: F401  (re-exported: the seed's bodies)
     CreateTaskBO,
@@ -142,7 +143,36 @@ def _hp_list(items: list[HyperParameter] | None) -> list[dict[str, Any]] | None:
     return out or None
 
 
+def _refuse_unsupported(bo: CreateTaskBO) -> None:
+    """Fields this platform cannot honour: refused, never silently dropped."""
+    def no(field: str, why: str) -> None:
+        raise BadRequest(f"{field}: {why}", code="unsupported_field", details={"field": field})
+
+    if _flag(bo.rdma):
+        no("rdma", "no high-performance (RDMA) network on this platform; leave it off")
+    if (bo.resourceName or "").strip():
+        no("resourceName", "names an RDMA resource, and there is no RDMA network on this platform")
+    if str(bo.storageMedium or "").strip() not in ("", "1201"):
+        no("storageMedium", f"{bo.storageMedium} is not available: data comes from your files (1201, local); "
+                            "object storage (1203) is not supported")
+    if (bo.devices or "").strip():
+        no("devices", "pick GPUs with resource[].gpuResource (gpuNum / gpuShare / migRes); devices are "
+                      "assigned by the scheduler")
+    framework = (bo.llmTrainFramework or "").strip()
+    if framework and framework.lower() != "pytorch":
+        no("llmTrainFramework", f"{framework} is not available: the training framework is PyTorch")
+
+
+def _labels(bo: CreateTaskBO) -> dict[str, str]:
+    """Facts the task keeps and shows back (seed type / createWay / algorithmId / resourceType / podDelete)."""
+    out = {"type": bo.type, "createWay": bo.createWay, "algorithmId": bo.algorithmId,
+           "resourceType": bo.resourceType, "llmTrainFramework": bo.llmTrainFramework,
+           "podDelete": None if bo.podDelete is None else str(bo.podDelete), "zoneName": bo.zoneName}
+    return {k: str(v) for k, v in out.items() if v not in (None, "")}
+
+
 def to_submit(bo: CreateTaskBO, kind_defaults: dict[str, Any] | None = None) -> JobSubmit:
+    _refuse_unsupported(bo)
     is_pretrain = bool(_pretrain(bo.isPretrain))
     custom = bool((bo.command or "").strip() or [c for c in bo.commands or [] if c.strip()] or (bo.mpiCommand or "").strip())
     kind = "custom" if custom else ("pretrain" if is_pretrain else "finetune")
@@ -173,7 +203,9 @@ def to_submit(bo: CreateTaskBO, kind_defaults: dict[str, Any] | None = None) -> 
         strategy=bo.fineTuneStrategy or None, config=config, profile_path=bo.profilePath or None,
         common_hyperparameters=common, finetune_hyperparameters=finetune,
         checkpoint_dir=bo.checkPointDir or None, output_dir=bo.outputDir or None,
-        output_model_name=bo.outputModelName or None, resume=_flag(bo.resume))
+        output_model_name=bo.outputModelName or None, resume=_flag(bo.resume),
+        node_names=[n for n in bo.nodeName or [] if n] or None,
+        resource_group=bo.zoneId or bo.resourceGroupKey or bo.zoneName or None, labels=_labels(bo))
 
 
 def _errors(exc: ValidationError) -> str:
@@ -222,12 +254,17 @@ def task_view(job: Any, user_name: str | None = None) -> dict[str, Any]:
     data = spec.get("data") or {}
     given = (spec.get("config") or {}).get("given") or {}
     training = spec.get("training") or {}
+    labels = spec.get("labels") or {}
     cmd = req.get("command")
     return {
         "id": job.id, "taskId": job.id, "name": job.name, "jobName": job.name, "describe": job.description,
         "status": job.state, "isPretrain": 1 if job.is_pretrain else 0, "kind": job.kind,
-        "createWay": "custom" if job.kind == "custom" else "system", "type": "PyTorch",
+        "createWay": labels.get("createWay") or ("custom" if job.kind == "custom" else "system"),
+        "type": labels.get("type") or "PyTorch", "algorithmId": labels.get("algorithmId"),
+        "resourceType": labels.get("resourceType"), "podDelete": labels.get("podDelete"),
         "llmTrainFramework": "PyTorch", "fineTuneStrategy": job.strategy,
+        "nodeName": (spec.get("placement") or {}).get("node_names") or [],
+        "zoneId": (spec.get("placement") or {}).get("group"),
         "modelId": model.get("model_id"), "modelVersionId": job.model_version_id, "modelVersion": model.get("version"),
         "originModelDir": model.get("path") if not job.model_version_id else None,
         "datasetVersionId": job.dataset_version_id, "dataSetName": req.get("dataset"),
@@ -237,7 +274,7 @@ def task_view(job: Any, user_name: str | None = None) -> dict[str, Any]:
         "resource": _resource_view(spec.get("roles") or []),
         "commonHyperParameters": _hp_view(given.get("commonHyperParameters")),
         "fineTuneHyperParameters": _hp_view(given.get("fineTuneHyperParameters")),
-        "hyperparameters": training.get("hyperparameters"),
+        "hyperparameters": training.get("hyperparameters") or spec.get("hyperparameters"),
         "checkPointDir": spec.get("checkpoint_dir"), "outputDir": spec.get("user_output_dir") or spec.get("output_dir"),
         "priority": job.priority, "isUrgentTask": "1" if job.is_urgent else "0",
         "userId": job.owner_id, "userName": user_name,
@@ -260,7 +297,8 @@ def _owner_filter(principal: Principal, user_id: Any, user_name: str | None, ses
 
 
 def _page(body: ListBody) -> tuple[int, int]:
-    return max(body.pageNum or 1, 1), min(max(body.pageSize or 10, 1), 1000)
+    """The seed's paging is lenient: out-of-range numbers are clamped, not refused."""
+    return min(max(body.pageNum or 1, 1), MAX_PAGE), min(max(body.pageSize or 10, 1), MAX_PAGE_SIZE)
 
 
 def _status(s: str | None) -> list[str] | None:

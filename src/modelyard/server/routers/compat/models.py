@@ -17,10 +17,11 @@ from __future__ import annotations
 from fastapi import Query
 from fastapi.responses import JSONResponse
 
-from modelyard.core.errors import BadRequest
+from modelyard.core.errors import BadRequest, Unprocessable
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, SessionDep, UserDep
 from modelyard.server.routers.compat.envelope import DATA, body, compat_router
+from modelyard.server.schemas.common import MAX_NAME, MAX_PAGE, MAX_PAGE_SIZE, MAX_SEARCH
 from modelyard.server.schemas.models import (
     SeedCreateRequest,
     SeedPageRequest,
@@ -85,18 +86,22 @@ def _create(session, ctx, principal, req: SeedCreateRequest):
 
 @router.post("/model/aiApplication/getAiApplicationList", summary="§3.2 分页获取模型列表 (page of models)")
 def get_ai_application_list(req: SeedPageRequest, session: SessionDep, principal: UserDep):
-    page = req.pageNum if req.pageNum and req.pageNum > 0 else 1
-    size = req.pageSize if req.pageSize and req.pageSize > 0 else 10
+    # the seed's paging is lenient: out-of-range numbers are clamped, not refused
+    page = min(req.pageNum, MAX_PAGE) if req.pageNum and req.pageNum > 0 else 1
+    size = min(req.pageSize, MAX_PAGE_SIZE) if req.pageSize and req.pageSize > 0 else 10
     q = req.queryInfo or {}
     name = q.get("name") or q.get("applicationName")
     owner = q.get("createUser") or q.get("userId")
+    for key, value, most in (("name", name, MAX_SEARCH), ("createUser", owner, MAX_NAME),
+                             ("type", q.get("type"), MAX_NAME)):
+        if value is not None and len(str(value)) > most:
+            raise Unprocessable(f"queryInfo.{key} is longer than {most} characters", code="value_too_long")
     items, total = svc.list_models(session, principal, page=page, page_size=size,
                                    q=str(name) if name else None, owner_id=str(owner) if owner else None,
                                    type=q.get("type") or None)
     sums = svc.summaries(session, [m.id for m in items])
     owners = svc.users_by_id(session, [m.owner_id for m in items])
     rows = [seed_application(m, owners.get(m.owner_id), sums[m.id]) for m in items]
-    size = min(size, 1000)
     return ok(DATA, {"list": rows, "total": total, "pageNum": page, "pageSize": size, "size": len(rows),
                      "pages": (total + size - 1) // size})
 

@@ -3,9 +3,15 @@ Mapped onto JobSubmit by routers/compat/finetune.py."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from modelyard.server.schemas.common import MAX_NAME, MAX_SEARCH
+
+_Short = Annotated[str, StringConstraints(max_length=64)]
+_Name = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+_Search = Annotated[str, StringConstraints(max_length=MAX_SEARCH)]
 
 
 class GPUResource(BaseModel):
@@ -34,9 +40,10 @@ class HyperParameter(BaseModel):
 
 
 class CreateTaskBO(BaseModel):
-    """The seed's CreateTaskBO (every field optional, as in the seed)."""
+    """The seed's CreateTaskBO (every field optional, as in the seed). A text is at most 128 KiB
+    (a command line); the names and paths it maps onto have their own limits (schemas/jobs.py)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", str_max_length=128 * 1024)
     algorithmId: str | None = None
     checkPointDir: str | None = None
     command: str | None = None
@@ -89,10 +96,10 @@ class CreateTaskBO(BaseModel):
 
 class ListBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    isPretrain: int | str | None = None
-    pageNum: int | None = None
-    pageSize: int | None = None
-    status: str | None = None
-    taskName: str | None = None
-    userId: str | int | None = None
-    userName: str | None = None
+    isPretrain: int | _Short | None = None
+    pageNum: int | None = Field(None, description="clamped to 1..10**6")
+    pageSize: int | None = Field(None, description="clamped to 1..1000")
+    status: _Short | None = None
+    taskName: _Search | None = None
+    userId: _Name | int | None = None
+    userName: _Name | None = None

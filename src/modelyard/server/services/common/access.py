@@ -43,8 +43,9 @@ def get_owned(session: Session, cls: type[T], obj_id: str, principal: Principal,
 
 
 def paginate(session: Session, stmt: Select, *, page: int = 1, page_size: int = 20) -> tuple[list, int]:
-    """(items, total) for a 1-based page. page_size is capped at 1000."""
-    page = max(page, 1)
+    """(items, total) for a 1-based page. page_size is capped at 1000, page at 10**6 (the routes
+    refuse or clamp beyond that first; this keeps the OFFSET inside a database integer)."""
+    page = min(max(page, 1), 10**6)
     page_size = min(max(page_size, 1), 1000)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))

@@ -403,8 +403,8 @@ def get_version(session: Session, principal: Principal, dataset_ref: str, versio
     stmt = select(DatasetVersionModel).where(DatasetVersionModel.dataset_id == ds.id)
     if ref == "latest":
         v = session.scalar(stmt.order_by(DatasetVersionModel.version.desc()).limit(1))
-    elif ref.isdigit():
-        v = session.scalar(stmt.where(DatasetVersionModel.version == int(ref)))
+    elif ref.isascii() and ref.isdigit():  # ASCII digits only ('²' is a digit too); too large: no such version
+        v = session.scalar(stmt.where(DatasetVersionModel.version == int(ref))) if len(ref) <= 15 else None
     else:
         v = session.scalar(stmt.where(DatasetVersionModel.id == ref))
     if v is None:

@@ -30,6 +30,7 @@ from modelyard.server.services.files.index import (
     reserved,
     storage_usage,
     undo_dirs,
+    usage_summary,
     verify_index,
     walk_disk,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "storage_usage",
     "transaction",
     "undo_dirs",
+    "usage_summary",
     "verify_index",
     "walk_disk",
 ]

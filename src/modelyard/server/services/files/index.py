@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from modelyard.core.errors import Conflict, Forbidden, InvalidPath, QuotaExceeded
+from modelyard.core.errors import Conflict, Forbidden, InvalidPath, NotFound, QuotaExceeded
 from modelyard.server.db import advisory_lock
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.files import (
@@ -260,11 +260,16 @@ def walk_disk(base: Path, rel: str) -> Iterable[tuple[str, bool, int, datetime]]
                     continue
 
 
-def reindex(session: Session, scope: Scope, text: str | None = "", *, strict: bool = True) -> dict[str, int]:
+def reindex(session: Session, scope: Scope, text: str | None = "", *, strict: bool = True,
+            must_exist: bool = False) -> dict[str, int]:
     """Make the index match the disk under a path (the whole root for ''). New entries belong to
     the private root's user; in the public root to nobody (admin-managed). Returns counts of rows
-    added, updated and removed; the aggregates are recomputed."""
+    added, updated and removed; the aggregates are recomputed. must_exist: a path neither on disk
+    nor in the index is 404 (a path removed out of band but still indexed is what reindex is for)."""
     base, rel = resolve(scope, text, strict=strict)
+    if must_exist and rel and not os.path.lexists(base) and session.scalar(
+            select(func.count()).select_from(FileModel).where(_subtree(scope.key, rel))) == 0:
+        raise NotFound(f"{rel!r} does not exist", code="not_found")
     if session.get(FileRootModel, scope.key) is None:
         session.add(FileRootModel(root=scope.key, entries=0))
         session.flush()
@@ -411,6 +416,20 @@ def storage_usage(session: Session, settings: Settings, user_id: str) -> tuple[i
         if row is None:
             return 0, 0
     return int(row.bytes), int(row.files)
+
+
+def usage_summary(session: Session, settings: Settings, user_id: str) -> dict[str, int | str | None]:
+    """A user's storage: stored, reserved by open uploads, and the quota (404 for an unknown user)."""
+    from modelyard.server.orm import UserModel
+    from modelyard.server.services.quota import ensure_quota
+
+    if session.get(UserModel, user_id) is None:
+        raise NotFound(f"user {user_id} not found", code="user_not_found")
+    b, n = storage_usage(session, settings, user_id)
+    rb, rn = reserved(session, user_id)
+    q = ensure_quota(session, user_id=user_id)
+    return {"user_id": user_id, "bytes": b, "files": n, "reserved_bytes": rb, "reserved_files": rn,
+            "quota_bytes": q.storage_bytes, "quota_files": q.storage_files}
 
 
 def reserved(session: Session, owner_id: str, *, exclude_upload: str | None = None) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from modelyard.server.services import events
 from modelyard.server.services.common import references
 from modelyard.server.services.common.access import get_owned, get_visible, paginate, pick_by_name, visible
 from modelyard.server.services.common.paths import resolve_user_path
+from modelyard.server.services.images import rootfs
 from modelyard.server.services.images.oci import (
     BlobStore,
     ImageInfo,
@@ -306,9 +307,9 @@ def _collect(s: Session, store: BlobStore, digests) -> list[tuple[str, Path]]:
     return trashed
 
 
-def _commit_deletion(sessions, settings, work) -> None:
+def _commit_deletion(sessions, settings, work) -> int:
     """Run work(session, store) -> trashed blobs in a locked transaction; empty the trash after
-    the commit, put the blobs back if it failed."""
+    the commit, put the blobs back if it failed. Returns how many unused rootfs caches went."""
     store = blob_store(settings)
     trashed: list[tuple[str, Path]] = []
     try:
@@ -321,6 +322,42 @@ def _commit_deletion(sessions, settings, work) -> None:
         raise
     for _, t in trashed:
         t.unlink(missing_ok=True)
+    return collect_rootfs(sessions, settings)
+
+
+def collect_rootfs(sessions, settings: Settings) -> int:
+    """Remove the unpacked root filesystems of manifests no version uses any more."""
+    with session_scope(sessions) as s:
+        live = set(s.scalars(select(ImageVersionModel.manifest_digest)))
+    return rootfs.collect(settings, live)
+
+
+def ensure_rootfs(settings: Settings, session: Session, version_id: str) -> Path:
+    """The version's root filesystem, unpacked from its layer blobs on first use and cached."""
+    v = session.get(ImageVersionModel, version_id)
+    if v is None:
+        raise NotFound(f"image version {version_id} no longer exists", code="image_version_not_found")
+    store = blob_store(settings)
+    paths = []
+    for la in v.layers or []:
+        p = store.path(la["digest"])
+        if not p.is_file():
+            raise Conflict(f"layer {la['digest']} of image version {v.tag} is missing from the blob store",
+                           code="missing_blob")
+        paths.append(p)
+    if not paths:
+        raise BadRequest(f"image version {v.tag} has no layers to run in", code="invalid_image_layer")
+    return rootfs.ensure(settings, v.manifest_digest, paths)
+
+
+def run_config(settings: Settings, session: Session, version_id: str) -> dict:
+    """How a replica runs in the version: {uid, gid, working_dir, env}, User resolved in its rootfs."""
+    v = session.get(ImageVersionModel, version_id)
+    if v is None:
+        raise NotFound(f"image version {version_id} no longer exists", code="image_version_not_found")
+    uid, gid = rootfs.resolve_user(rootfs.rootfs_dir(settings, v.manifest_digest), v.config_user or "")
+    env = dict(item.split("=", 1) for item in (v.env or []) if isinstance(item, str) and "=" in item)
+    return {"uid": uid, "gid": gid, "working_dir": v.working_dir or "", "env": env}
 
 
 def delete_version(sessions, settings: Settings, principal: Principal, image_ref: str, version_ref: str) -> None:
@@ -379,7 +416,7 @@ def collect_garbage(sessions, settings: Settings, *, grace_s: float = 3600) -> d
         result["bytes_freed"] = sum(t.stat().st_size for _, t in trashed if t.exists())
         return trashed
 
-    _commit_deletion(sessions, settings, work)
+    result["rootfs_removed"] = _commit_deletion(sessions, settings, work)
     result["temp_files_removed"] = blob_store(settings).sweep_tmp(grace_s)
     return result
 

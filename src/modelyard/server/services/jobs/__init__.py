@@ -12,7 +12,6 @@ from modelyard.server.services.jobs.references import (
 )
 from modelyard.server.services.jobs.resolve import (
     DATA_SUFFIXES,
-    build_command,
     detect_shape,
     load_user_config,
     resolve_data,
@@ -29,6 +28,13 @@ from modelyard.server.services.jobs.resources import (
     refuse_if_never_fits,
     replica_slots,
     role_resources,
+)
+from modelyard.server.services.jobs.sandbox import (
+    check_can_run,
+    image_rootfs,
+    sandbox_env,
+    sandbox_for,
+    sandbox_mode,
 )
 from modelyard.server.services.jobs.seed import (
     list_seed_tasks,
@@ -89,7 +95,6 @@ __all__ = [
     "StaleState",
     "TERMINAL",
     "TRAINING_KINDS",
-    "build_command",
     "cancel_job",
     "check_edge",
     "describe_exit_code",
@@ -132,6 +137,11 @@ __all__ = [
     "resume_job",
     "role_resources",
     "run_seconds",
+    "sandbox_env",
+    "sandbox_for",
+    "sandbox_mode",
+    "check_can_run",
+    "image_rootfs",
     "seed_tasks_query",
     "submit_job",
     "submit_seed_task",

@@ -150,26 +150,6 @@ def resolve_image(session: Session, principal: Principal, ref: str) -> dict[str,
             "cmd": list(getattr(v, "cmd", None) or []) or None, "working_dir": getattr(v, "working_dir", "") or ""}
 
 
-def build_command(req: JobSubmit, image: dict[str, Any] | None) -> tuple[list[str], str]:
-    """argv and where it came from. A string runs under /bin/sh -c; a list is exec'd as is."""
-    if req.mpi_command:
-        return ["/bin/sh", "-c", req.mpi_command], "mpiCommand"
-    if isinstance(req.command, list) and req.command:
-        argv = [str(x) for x in req.command]
-        if image and image.get("entrypoint"):
-            return image["entrypoint"] + argv, "image entrypoint + command"
-        return argv, "command"
-    if isinstance(req.command, str) and req.command.strip():
-        return ["/bin/sh", "-c", req.command], "command"
-    cmds = [c for c in (req.commands or []) if c and c.strip()]
-    if cmds:
-        return ["/bin/sh", "-c", "set -e\n" + "\n".join(cmds)], "commands"
-    if image and (image.get("entrypoint") or image.get("cmd")):
-        return (image.get("entrypoint") or []) + (image.get("cmd") or []), "image entrypoint/cmd"
-    raise BadRequest("a custom job needs command, commands or mpiCommand (or an image with an entrypoint)",
-                     code="missing_command")
-
-
 def _hparams():
     try:
         from modelyard.runtime import hparams

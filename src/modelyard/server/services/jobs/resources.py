@@ -56,7 +56,10 @@ def replica_slots(roles: list[dict[str, Any]]) -> list[tuple[str, int, int, dict
 
 
 def parts_for(roles: list[dict[str, Any]]) -> list[ledger.Part]:
-    return [ledger.Part(name=f"{r}-{i}", resources=role_resources(spec)) for r, i, _rank, spec in replica_slots(roles)]
+    """One placeable part per replica; a role's node_ids (the job's placement) restrict its nodes."""
+    return [ledger.Part(name=f"{r}-{i}", resources=role_resources(spec),
+                        allowed=tuple(spec["node_ids"]) if spec.get("node_ids") else None)
+            for r, i, _rank, spec in replica_slots(roles)]
 
 
 def normalize_roles(roles: list[RoleSpec], kind: str) -> list[dict[str, Any]]:

@@ -49,10 +49,11 @@ from modelyard.server.services import events
 from modelyard.server.services.common import access
 from modelyard.server.services.common.paths import resolve_user_path, user_root
 from modelyard.server.services.common.wake import wake_after_commit
+from modelyard.server.services.jobs import admission, command
 from modelyard.server.services.jobs.resolve import (
     _models,
     _safe_model_name,
-    build_command,
+    load_user_config,
     resolve_data,
     resolve_hyperparameters,
     resolve_image,
@@ -64,11 +65,17 @@ from modelyard.server.services.jobs.resources import (
     refuse_if_never_fits,
     role_resources,
 )
+from modelyard.server.services.jobs.sandbox import check_can_run
 from modelyard.server.services.jobs.states import transition
 from modelyard.server.settings import Settings
 
 TRAINING_KINDS = ("finetune", "pretrain")
 # image env vars that describe the image's own filesystem and would break the host process
+MODELYARD_SRC = str(Path(__file__).resolve().parents[4])  # the folder holding the modelyard package
+# the server's variables a job inherits: locale, time zone and the hub switches that keep
+# transformers / datasets offline
+INHERITED_ENV = {"PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+                 "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"}
 IMAGE_ENV_SKIPPED = {"PATH", "HOME", "HOSTNAME", "LD_LIBRARY_PATH", "TERM", "PWD", "SHLVL"}
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES")
 
@@ -121,14 +128,24 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
     dataset_v, data = resolve_data(session, settings, principal, owner, input_type=req.input_type,
                                    dataset=req.dataset, input_dir=req.input_dir, required=is_training)
     image = resolve_image(session, principal, req.image) if req.image else None
+    owner_row = session.get(UserModel, owner)
+    check_can_run(settings, is_admin=owner_row is not None and owner_row.role == "admin")
+    admission.check_queue_rights(session, settings, principal, owner, req)
+    admission.check_search(session, owner, req.search_id)
+    admission.check_network(session, settings, owner, req.network)
+    where = admission.placement(session, req)
+    if where is not None:
+        roles = [{**r, "node_ids": where["node_ids"]} for r in roles]
 
-    checkpoint_dir = (resolve_user_path(settings, owner, req.checkpoint_dir) if req.checkpoint_dir
-                      else jdir / "checkpoints")
+    # outputDir / checkPointDir: folders in the owner's files (what the job writes there stays there)
+    checkpoint_dir = _user_folder(settings, owner, req.checkpoint_dir, "checkPointDir") or jdir / "checkpoints"
+    out_dir = _user_folder(settings, owner, req.output_dir, "outputDir") or jdir / "output"
     spec: dict[str, Any] = {
-        "roles": roles, "env": dict(req.env), "job_dir": str(jdir), "output_dir": str(jdir / "output"),
+        "roles": roles, "env": dict(req.env), "job_dir": str(jdir), "output_dir": str(out_dir),
         "checkpoint_dir": str(checkpoint_dir), "metrics_file": str(jdir / "metrics.jsonl"),
         "user_output_dir": req.output_dir, "resume": bool(req.resume), "image": image, "model": model_info,
-        "data": data, "search_id": req.search_id,
+        "data": data, "search_id": req.search_id, "network": req.network, "placement": where,
+        "labels": dict(req.labels),
         "output_model_name": _safe_model_name(req.output_model_name or name, job_id),
         "request": req.model_dump(exclude_none=True, exclude_defaults=True),
     }
@@ -148,22 +165,24 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
             "packing": bool(typed.get("packing", False)), "max_seq_length": int(typed.get("max_seq_length", 1024)),
         }
     else:
-        argv, source = build_command(req, image)
+        profile = None
+        if req.profile_path:
+            profile = load_user_config(settings, owner, req.profile_path)
+            if profile is None:
+                raise BadRequest(f"profile {req.profile_path} not found in your files", code="invalid_config")
+        hparams = command.custom_hyperparameters(req, profile)
+        dirs = {"output_dir": spec["output_dir"], "checkpoint_dir": spec["checkpoint_dir"],
+                "model_dir": (model_info or {}).get("path"), "data_dir": (data or {}).get("dir")}
+        argv, source = command.build_argv(req, image, hparams, dirs)
         spec["argv"], spec["command_source"] = argv, source
+        spec["hyperparameters"] = hparams
+        spec["dirs_env"] = command.placeholder_env(dirs)
     if req.working_dir:
         wd = resolve_user_path(settings, owner, req.working_dir)
         if not wd.is_dir():
             raise BadRequest(f"workingDir {req.working_dir} is not a folder in your files", code="invalid_path")
         spec["working_dir"] = str(wd)
-    elif image and image.get("working_dir"):
-        # the image's WorkingDir is a path inside the image; it applies only when the user's files
-        # hold the same folder (e.g. /Code -> <user root>/Code)
-        try:
-            wd = resolve_user_path(settings, owner, image["working_dir"])
-            if wd.is_dir():
-                spec["working_dir"] = str(wd)
-        except Exception:  # noqa: BLE001 - an image path that does not map: ignored
-            pass
+    # an image's WorkingDir is a path inside the image: applied by the sandbox (services/jobs/sandbox.py)
 
     refuse_if_never_fits(session, user_id=owner, roles=roles)
 
@@ -185,10 +204,26 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
     return job
 
 
+def _user_folder(settings: Settings, owner: str, rel: str | None, field: str) -> Path | None:
+    if not rel:
+        return None
+    if "\x00" in rel:
+        raise BadRequest(f"{field} holds a NUL byte", code="invalid_path")
+    path = resolve_user_path(settings, owner, rel)  # refuses ../ and links out of the owner's root
+    if path.exists() and not path.is_dir():
+        raise BadRequest(f"{field} {rel} is a file in your files, not a folder", code="invalid_path")
+    return path
+
+
 def write_job_files(job: JobModel) -> None:
     jdir = Path(job.spec["job_dir"])
     (jdir / "output").mkdir(parents=True, exist_ok=True)
+    Path(job.spec["output_dir"]).mkdir(parents=True, exist_ok=True)
     Path(job.spec["checkpoint_dir"]).mkdir(parents=True, exist_ok=True)
+    if job.spec.get("hyperparameters") is not None:
+        tmp = jdir / "hyperparameters.json.tmp"
+        tmp.write_text(json.dumps(job.spec["hyperparameters"], indent=2, ensure_ascii=False))
+        os.replace(tmp, jdir / "hyperparameters.json")
     if job.spec.get("training"):
         tmp = jdir / "spec.json.tmp"
         tmp.write_text(json.dumps(job.spec["training"], indent=2))
@@ -200,9 +235,12 @@ def write_job_files(job: JobModel) -> None:
 def replica_env(settings: Settings, job: JobModel, *, role: str, index: int, rank: int, local_rank: int,
                 world_size: int, master_addr: str, master_port: int, devices: list[int], role_spec: dict
                 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_") and k not in DIST_ENV}
-    # `python` in a command is the platform's interpreter (torch, transformers, peft available)
+    # nothing of the server's own environment (its secrets) reaches a job: only these
+    env = {k: v for k, v in os.environ.items() if k in INHERITED_ENV}
+    # `python` in a command is the platform's interpreter (torch, transformers, peft available),
+    # importing the same modelyard as the server (the sandbox mounts exactly that copy)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    env["PYTHONPATH"] = MODELYARD_SRC
     image = job.spec.get("image") or {}
     for k, v in (image.get("env") or {}).items():
         if k not in IMAGE_ENV_SKIPPED:
@@ -219,6 +257,9 @@ def replica_env(settings: Settings, job: JobModel, *, role: str, index: int, ran
     }
     if spec.get("training"):
         ours["MODELYARD_SPEC"] = str(Path(spec["job_dir"]) / "spec.json")
+    if spec.get("hyperparameters") is not None:
+        ours["MODELYARD_HPARAMS"] = str(Path(spec["job_dir"]) / "hyperparameters.json")
+    ours.update(spec.get("dirs_env") or {})
     if spec.get("model"):
         m = spec["model"]
         ours["MODELYARD_MODEL_DIR"] = m["path"]  # for a PEFT adapter: the adapter (spec model_dir)

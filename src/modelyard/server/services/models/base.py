@@ -286,7 +286,7 @@ def users_by_id(session: Session, ids: Iterable[str]) -> dict[str, UserModel]:
 
 def _next_version(session: Session, model_id: str) -> str:
     existing = set(session.scalars(select(ModelVersionModel.version).where(ModelVersionModel.model_id == model_id)))
-    n = max([int(v) for v in existing if v.isdigit()] + [len(existing)]) + 1
+    n = max([int(v) for v in existing if v.isascii() and v.isdigit() and len(v) <= 15] + [len(existing)]) + 1
     while str(n) in existing:
         n += 1
     return str(n)

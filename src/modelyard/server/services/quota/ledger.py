@@ -49,6 +49,25 @@ class Part:
     name: str
     resources: Resources
     node_id: str | None = None  # pin to a node
+    allowed: tuple[str, ...] | None = None  # or: only these nodes (a job's nodeName / resource group)
+
+    def may_use(self, node_id: str) -> bool:
+        return self.node_id in (None, node_id) and (self.allowed is None or node_id in self.allowed)
+
+
+def place(parts: list[Part], free: dict[str, Resources]) -> list[tuple[Part, str]] | None:
+    """Where each part goes given the nodes' free resources (updated in place), or None when one
+    does not fit. Best fit: the node that keeps the least free CPU, to limit fragmentation. THE
+    placement rule: the scheduler's pass view and try_allocate both use it."""
+    out: list[tuple[Part, str]] = []
+    for p in parts:
+        fitting = [nid for nid, f in free.items() if p.may_use(nid) and not p.resources.shortfall(f)]
+        if not fitting:
+            return None
+        nid = min(fitting, key=lambda i: (free[i] - p.resources).cpu)
+        free[nid] = free[nid] - p.resources
+        out.append((p, nid))
+    return out
 
 
 @dataclass
@@ -114,7 +133,7 @@ def never_fits(session: Session, *, user_id: str, parts: list[Part], counts_as_j
     # a cordoned node is out of rotation for now, not for good: a job that fits it may wait for it
     nodes = session.scalars(select(NodeModel).where(NodeModel.status.in_(("ready", "cordoned")))).all()
     for p in parts:
-        candidates = [n for n in nodes if p.node_id in (None, n.id)]
+        candidates = [n for n in nodes if p.may_use(n.id)]
         if not any(not p.resources.shortfall(node_capacity(n)) for n in candidates):
             biggest = max((node_capacity(n) for n in candidates), key=lambda r: (r.gpu, r.cpu, r.memory_mib),
                           default=Resources())
@@ -155,15 +174,9 @@ def try_allocate(session: Session, *, user_id: str, consumer_type: str, consumer
     nodes = session.scalars(select(NodeModel).where(NodeModel.status == "ready").order_by(NodeModel.name)
                             .execution_options(populate_existing=True)).all()
     free = {n.id: node_capacity(n) - node_usage(session, n.id) for n in nodes}
-    placement: list[tuple[Part, str]] = []
-    for p in parts:
-        # best fit: the node that keeps the least free CPU after placing, to limit fragmentation
-        fitting = [nid for nid, f in free.items() if p.node_id in (None, nid) and not p.resources.shortfall(f)]
-        if not fitting:
-            return None
-        nid = min(fitting, key=lambda i: (free[i] - p.resources).cpu)
-        free[nid] = free[nid] - p.resources
-        placement.append((p, nid))
+    placement = place(parts, free)
+    if placement is None:
+        return None
     rows = []
     for i, (p, nid) in enumerate(placement):
         row = AllocationModel(user_id=user_id, node_id=nid, consumer_type=consumer_type, consumer_id=consumer_id,

@@ -19,7 +19,7 @@ from modelyard.server.settings import DefaultQuota
 SEED_TIME = "%Y-%m-%d %H:%M:%S"
 
 QUOTA_FIELDS = ("cpu", "memory_mib", "gpu", "vgpu", "mig", "jobs", "start_at", "end_at",
-                "storage_bytes", "storage_files")
+                "storage_bytes", "storage_files", "max_priority", "can_urgent")
 
 
 def ensure_quota(session: Session, *, user_id: str) -> QuotaModel:
@@ -66,6 +66,8 @@ def set_quota(session: Session, *, actor_id: str | None, user_id: str, changes: 
     end = changes.get("end_at", quota.end_at)
     if start and end and end < start:
         raise BadRequest("end_at is before start_at", code="invalid_window")
+    if "can_urgent" in changes and changes["can_urgent"] is None:
+        changes = {**changes, "can_urgent": False}  # null clears the allowance
     before = {k: _jsonable(getattr(quota, k)) for k in changes}
     for k, v in changes.items():
         setattr(quota, k, v)

@@ -4,10 +4,14 @@
 Resumable protocol (native /api/v1/uploads):
   POST   /uploads {path, size, sha256, public?, overwrite?, chunk_size?} -> 201 session
          (path checked, quota checked BEFORE accepting: size and +1 file against what is left,
-         counting other open sessions; a partial file of `size` bytes is preallocated under
-         settings.uploads_dir, so a full disk is refused at once with 507)
+         counting other open sessions; the bytes of all of a user's open sessions together are
+         capped (settings.upload_open_max_bytes, 409 open_uploads_limit); a size that does not fit
+         on the volume above the free-space floor is refused with 507 disk_full. The partial file
+         under settings.uploads_dir is sparse: disk is taken as chunks arrive, not at open)
   PUT    /uploads/{id}/chunks/{index}   body = bytes [index*chunk_size, +chunk_size) (the last chunk
-         shorter). Any order, any number of times (idempotent: same bytes, same place). Optional
+         shorter). A new chunk that would leave less than settings.upload_free_space_floor_bytes
+         free on the volume is refused (507 disk_full); its range is allocated before the body is
+         read. Any order, any number of times (idempotent: same bytes, same place). Optional
          header X-Chunk-SHA256 verifies the chunk. The body is streamed: pieces gathered up to ~1 MiB
          go to os.pwritev in an I/O thread while the next ones arrive. Only once all its bytes are
          written is the chunk recorded as received (a row in upload_chunks), so a crash mid-chunk
@@ -30,11 +34,13 @@ services/uploads_multipart.py (streaming multipart); both re-exported here.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import math
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -79,8 +85,32 @@ DEFAULT_CHUNK = 32 * 1024 * 1024
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
+# Defaults of settings that may not exist yet (read with getattr).
+OPEN_UPLOADS_MAX_BYTES = 20 * 1024**3  # settings.upload_open_max_bytes: per user, all open sessions
+FREE_SPACE_FLOOR_BYTES = 1024**3  # settings.upload_free_space_floor_bytes: left free on the volume
+
+
 class InsufficientStorage(ModelyardError):
     status, code = 507, "insufficient_storage"
+
+
+def open_uploads_max(settings: Settings) -> int:
+    return int(getattr(settings, "upload_open_max_bytes", OPEN_UPLOADS_MAX_BYTES))
+
+
+def free_space_floor(settings: Settings) -> int:
+    return int(getattr(settings, "upload_free_space_floor_bytes", FREE_SPACE_FLOOR_BYTES))
+
+
+def check_free_space(settings: Settings, need: int) -> None:
+    """507 disk_full if writing `need` more bytes would leave less than the floor free."""
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(settings.uploads_dir).free
+    floor = free_space_floor(settings)
+    if free - need < floor:
+        raise InsufficientStorage(f"not enough disk space: {need} bytes would leave {max(free - need, 0)} free, "
+                                  f"the server keeps {floor} free", code="disk_full",
+                                  details={"free_bytes": free, "floor_bytes": floor, "need_bytes": need})
 
 
 # --- resumable sessions -------------------------------------------------------------------------
@@ -129,6 +159,13 @@ def create_upload(session: Session, settings: Settings, scope: fs.Scope, *, path
         fs.check_can_create(session, scope, fs.parent_of(rel))
     expire_uploads(session, settings)
     fs.check_quota(session, settings, scope.owner_id, add_bytes=add_bytes, add_files=add_files)
+    open_bytes, _ = fs.reserved(session, scope.owner_id)  # under the owner's storage lock (check_quota)
+    cap = open_uploads_max(settings)
+    if open_bytes + size > cap:
+        raise Conflict(f"open uploads would hold {open_bytes + size} bytes, at most {cap} are allowed; complete "
+                       "or abort some first", code="open_uploads_limit",
+                       details={"open_bytes": open_bytes, "limit_bytes": cap, "adding_bytes": size})
+    check_free_space(settings, size)
     up = UploadModel(id=new_id(), owner_id=scope.owner_id, actor_id=scope.actor_id, root=scope.key, path=rel,
                      size=size, sha256=sha256, chunk_size=cs, chunk_count=math.ceil(size / cs), overwrite=overwrite,
                      state="open", expires_at=utcnow() + fs.UPLOAD_TTL)
@@ -138,13 +175,7 @@ def create_upload(session: Session, settings: Settings, scope: fs.Scope, *, path
     part.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
-        if size:
-            try:
-                os.posix_fallocate(fd, 0, size)
-            except OSError as exc:
-                if exc.errno == 28:  # ENOSPC
-                    raise InsufficientStorage(f"not enough disk space for {size} bytes") from exc
-                os.ftruncate(fd, size)  # filesystem without fallocate: a sparse file
+        os.ftruncate(fd, size)  # sparse: each chunk's range is allocated when it arrives
     except BaseException:
         os.close(fd)
         part.unlink(missing_ok=True)
@@ -266,6 +297,13 @@ async def receive_chunk(ctx, principal: Principal, upload_id: str, index: int, s
         except FileNotFoundError as exc:
             raise Conflict(f"upload {upload_id} has lost its partial file; abort it and start again",
                            code="upload_partial_missing") from exc
+        if not done and length:  # a resent chunk rewrites blocks it already has
+            try:
+                check_free_space(ctx.settings, length)
+                _allocate(fd, offset, length)
+            except BaseException:
+                os.close(fd)
+                raise
         running = _claim(upload_id, offset)
         check = hashlib.sha256() if chunk_sha256 else None
         hashers = [h for h in (running, check) if h is not None]
@@ -285,6 +323,16 @@ async def receive_chunk(ctx, principal: Principal, upload_id: str, index: int, s
                 _settle(upload_id, running if ok else None, offset + length if ok else None)
         await loop.run_in_executor(_IO, _advance, ctx.sessions, ctx.settings, upload_id)
     return result
+
+
+def _allocate(fd: int, offset: int, length: int) -> None:
+    """Take the disk for a chunk's range before its body is read (a full disk: 507 at once)."""
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise InsufficientStorage(f"not enough disk space for {length} bytes", code="disk_full") from exc
+        # a filesystem without fallocate: the writes find out
 
 
 def _file_sha256(path: Path) -> str:

@@ -120,6 +120,7 @@ def quota_view(session: Session, settings, user: UserModel, *, with_storage: boo
         "jobs": quota.jobs, "jobs_used": usage.jobs, "jobs_remaining": max(0, quota.jobs - usage.jobs),
         "start_at": quota.start_at, "end_at": quota.end_at, "active": in_window(quota),
         "is_init_config": bool(quota.is_init_config),
+        "max_priority": quota.max_priority, "can_urgent": bool(quota.can_urgent),
         "storage": storage_view(session, settings, quota) if with_storage else None,
         "updated_at": quota.updated_at,
     }
