@@ -110,8 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.install(app, ctx)
     _include(app, "modelyard.server.routers", NATIVE_ROUTERS, prefix="/api/v1")
     seed = _include(app, "modelyard.server.routers.compat", COMPAT_ROUTERS)
-    app.add_middleware(guards.RequestGuard, envelopes=guards.envelope_styles(seed), max_body_bytes=int(getattr(
-        settings, "request_body_max_bytes", guards.DEFAULT_MAX_BODY_BYTES)))
+    app.add_middleware(guards.RequestGuard, envelopes=guards.envelope_styles(seed), max_body_bytes=settings.request_body_max_bytes)
     return app
 
 

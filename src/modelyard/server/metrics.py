@@ -102,7 +102,7 @@ class _TokenGate:
         self.app, self.ctx = app, ctx
 
     def _check(self, token: str | None) -> None:
-        expected = getattr(self.ctx.settings, "metrics_token", None)
+        expected = self.ctx.settings.metrics_token
         if expected and token and hmac.compare_digest(token.encode(), str(expected).encode()):
             return
         with session_scope(self.ctx.sessions, readonly=True) as s:

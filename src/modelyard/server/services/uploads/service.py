@@ -95,11 +95,11 @@ class InsufficientStorage(ModelyardError):
 
 
 def open_uploads_max(settings: Settings) -> int:
-    return int(getattr(settings, "upload_open_max_bytes", OPEN_UPLOADS_MAX_BYTES))
+    return settings.upload_open_max_bytes
 
 
 def free_space_floor(settings: Settings) -> int:
-    return int(getattr(settings, "upload_free_space_floor_bytes", FREE_SPACE_FLOOR_BYTES))
+    return settings.upload_free_space_floor_bytes
 
 
 def check_free_space(settings: Settings, need: int) -> None:
