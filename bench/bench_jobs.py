@@ -32,6 +32,26 @@ def _p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def submit_until_running(tc, headers: dict, body: dict) -> tuple[float, float]:
+    """Submit a job, poll until it is running, then until it ended (succeeded, else raise).
+    Returns (server-side created -> running seconds, client-observed submit -> running seconds)."""
+    t0 = time.perf_counter()
+    job = tc.post("/api/v1/jobs", json=body, headers=headers).json()
+    while True:
+        j = tc.get(f"/api/v1/jobs/{job['id']}", headers=headers).json()
+        if j["running_at"]:
+            break
+        time.sleep(0.002)
+    client_s = time.perf_counter() - t0
+    while j["state"] not in ("succeeded", "failed"):
+        time.sleep(0.002)
+        j = tc.get(f"/api/v1/jobs/{job['id']}", headers=headers).json()
+    if j["state"] != "succeeded":
+        raise RuntimeError(f"bench job failed: {j['error']}")
+    server_s = (datetime.fromisoformat(j["running_at"]) - datetime.fromisoformat(j["created_at"])).total_seconds()
+    return server_s, client_s
+
+
 def latency() -> tuple[float, float, float]:
     """(server-side p50, client-observed p50, bare Popen p50) in seconds."""
     headers = {"Authorization": "Bearer my_bench_admin"}
@@ -39,21 +59,10 @@ def latency() -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp, _client(Path(tmp) / "home", background=True) as tc:
         body = {"kind": "custom", "command": COMMAND, "roles": [{"cpu": 0.1, "memory_mib": 16}]}
         for i in range(N_LATENCY + 5):
-            t0 = time.perf_counter()
-            job = tc.post("/api/v1/jobs", json=body, headers=headers).json()
-            while True:
-                j = tc.get(f"/api/v1/jobs/{job['id']}", headers=headers).json()
-                if j["running_at"]:
-                    break
-                time.sleep(0.002)
-            t1 = time.perf_counter()
+            server_s, client_s = submit_until_running(tc, headers, body)
             if i >= 5:  # warm-up excluded
-                client_side.append(t1 - t0)
-                server_side.append((datetime.fromisoformat(j["running_at"])
-                                    - datetime.fromisoformat(j["created_at"])).total_seconds())
-            while j["state"] not in ("succeeded", "failed"):
-                time.sleep(0.002)
-                j = tc.get(f"/api/v1/jobs/{job['id']}", headers=headers).json()
+                client_side.append(client_s)
+                server_side.append(server_s)
     bare = []
     for _ in range(N_LATENCY):
         t0 = time.perf_counter()

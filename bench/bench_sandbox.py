@@ -13,14 +13,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
 
 from bench import bench_finetune as ft
+from bench.bench_jobs import submit_until_running
 
 N = int(os.environ.get("BENCH_SANDBOX_N", 40))
 ADDED_TARGET_S = 0.030
+BODY = {"kind": "custom", "command": "true", "roles": [{"cpu": 0.1, "memory_mib": 64}]}
 RATIO_TARGET = 0.98
 
 
@@ -35,23 +35,6 @@ def _client(home: Path, mode: str):
     return TestClient(create_app(s))
 
 
-def _submit_to_running(tc, headers) -> float:
-    body = {"kind": "custom", "command": "true", "roles": [{"cpu": 0.1, "memory_mib": 64}]}
-    job = tc.post("/api/v1/jobs", json=body, headers=headers).json()
-    while True:
-        j = tc.get(f"/api/v1/jobs/{job['id']}", headers=headers).json()
-        if j["running_at"]:
-            break
-        time.sleep(0.002)
-    while j["state"] not in ("succeeded", "failed"):
-        time.sleep(0.005)
-        j = tc.get(f"/api/v1/jobs/{job['id']}", headers=headers).json()
-    if j["state"] != "succeeded":
-        raise RuntimeError(f"bench job failed: {j['error']}")
-    return (datetime.fromisoformat(j["running_at"].replace("Z", "+00:00"))
-            - datetime.fromisoformat(j["created_at"].replace("Z", "+00:00"))).total_seconds()
-
-
 def latency() -> dict[str, float]:
     headers = {"Authorization": "Bearer my_bench_admin"}
     out: dict[str, list[float]] = {"bwrap": [], "unsafe": []}
@@ -59,7 +42,7 @@ def latency() -> dict[str, float]:
             _client(Path(tmp) / "b", "unsafe") as bare:
         for i in range(N + 3):
             for name, tc in (("bwrap", sbx), ("unsafe", bare)) if i % 2 == 0 else (("unsafe", bare), ("bwrap", sbx)):
-                t = _submit_to_running(tc, headers)
+                t = submit_until_running(tc, headers, BODY)[0]
                 if i >= 3:  # warm-up excluded
                     out[name].append(t)
     return {k: statistics.median(v) for k, v in out.items()}

@@ -46,13 +46,16 @@ def check_can_run(settings: Settings, *, is_admin: bool) -> None:
                        code="sandbox_unavailable")
 
 
+MODELYARD_SRC = str(Path(modelyard.__file__).resolve().parent.parent)  # the folder holding the package
+
+
 def runtime_dirs() -> list[str]:
     """The interpreter, its venv and the modelyard package (editable installs live outside the venv),
     each as written and resolved: a venv reached through a symlink is run by that path
     (sys.executable), so both must exist inside."""
     out: list[str] = []
-    pkg = Path(modelyard.__file__).parent.parent
-    for raw in (sys.base_prefix, sys.prefix, str(Path(sys.executable).parent.parent), str(pkg)):
+    for raw in (sys.base_prefix, sys.prefix, str(Path(sys.executable).parent.parent),
+                str(Path(modelyard.__file__).parent.parent), MODELYARD_SRC):
         for d in dict.fromkeys((os.path.abspath(raw), str(Path(raw).resolve()))):
             if d.startswith("/usr/") or d == "/usr" or any(d == o or d.startswith(o + "/") for o in out):
                 continue

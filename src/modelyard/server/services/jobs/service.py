@@ -65,13 +65,12 @@ from modelyard.server.services.jobs.resources import (
     refuse_if_never_fits,
     role_resources,
 )
-from modelyard.server.services.jobs.sandbox import check_can_run
+from modelyard.server.services.jobs.sandbox import MODELYARD_SRC, check_can_run
 from modelyard.server.services.jobs.states import transition
 from modelyard.server.settings import Settings
 
 TRAINING_KINDS = ("finetune", "pretrain")
 # image env vars that describe the image's own filesystem and would break the host process
-MODELYARD_SRC = str(Path(__file__).resolve().parents[4])  # the folder holding the modelyard package
 # the server's variables a job inherits: locale, time zone and the hub switches that keep
 # transformers / datasets offline
 INHERITED_ENV = {"PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",

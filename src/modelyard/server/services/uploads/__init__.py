@@ -17,9 +17,7 @@ from modelyard.server.services.uploads.multipart import (
 )
 from modelyard.server.services.uploads.service import (
     DEFAULT_CHUNK,
-    FREE_SPACE_FLOOR_BYTES,
     MIN_CHUNK,
-    OPEN_UPLOADS_MAX_BYTES,
     InsufficientStorage,
     abort_upload,
     check_free_space,
@@ -43,12 +41,10 @@ from modelyard.server.services.uploads.states import (
 
 __all__ = [
     "DEFAULT_CHUNK",
-    "FREE_SPACE_FLOOR_BYTES",
     "InsufficientStorage",
     "LIVE",
     "MAX_FIELD_BYTES",
     "MIN_CHUNK",
-    "OPEN_UPLOADS_MAX_BYTES",
     "PIECE",
     "Received",
     "StaleState",

@@ -86,8 +86,6 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
 # Defaults of settings that may not exist yet (read with getattr).
-OPEN_UPLOADS_MAX_BYTES = 20 * 1024**3  # settings.upload_open_max_bytes: per user, all open sessions
-FREE_SPACE_FLOOR_BYTES = 1024**3  # settings.upload_free_space_floor_bytes: left free on the volume
 
 
 class InsufficientStorage(ModelyardError):
