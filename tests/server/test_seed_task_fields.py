@@ -155,3 +155,25 @@ def test_node_name_places_the_job(alice, admin):
     with session_scope(ctx_of(alice).sessions, readonly=True) as s:
         allocs = s.scalars(select(AllocationModel).where(AllocationModel.consumer_id == task_id)).all()
     assert {a.node_id for a in allocs} == {items[0]["id"]}
+
+
+MPI_PROBE = ("python -c \"import os, sys, torch, torch.distributed as d; d.init_process_group('gloo'); "
+             "t = torch.tensor([float(d.get_rank() + 1)]); d.all_reduce(t); "
+             "print('MPI', bool(os.environ.get('TORCHELASTIC_RUN_ID')), d.get_rank(), d.get_world_size(), "
+             "t.item(), sys.argv[1:])\"")
+
+
+@pytest.mark.timeout(180)
+def test_mpi_command_runs_under_a_launcher_across_replicas(alice):
+    body = {"name": "mpi", "mpiCommand": MPI_PROBE, "commonHyperParameters": [{"name": "lr", "value": "0.1"}],
+            "resource": [{"nodeType": "master", "numbers": 1, "cpuNumber": 1, "memory": 2},
+                         {"nodeType": "worker", "numbers": 1, "cpuNumber": 1, "memory": 2}]}
+    task_id = _create(alice, body)["data"]["taskId"]
+    done = wait_state(alice, task_id, {"succeeded", "failed"}, timeout=150)
+    logs = {r: alice.get(f"/api/v1/jobs/{task_id}/logs", params={"replica": r}).text
+            for r in ("master-0", "worker-0")}
+    assert done["state"] == "succeeded", (done["error"], logs)
+    assert done["spec"]["command_source"] == "mpiCommand (torchrun launcher)"
+    # both ranks joined one process group through the launcher's rendezvous: 1 + 2 summed on each
+    assert "MPI True 0 2 3.0 ['--lr=0.1']" in logs["master-0"], logs["master-0"][-2000:]
+    assert "MPI True 1 2 3.0 ['--lr=0.1']" in logs["worker-0"], logs["worker-0"][-2000:]

@@ -20,6 +20,7 @@ from modelyard.server.orm import NodeModel, QuotaModel, UserModel
 from modelyard.server.orm.resources import ResourceGroupModel
 from modelyard.server.orm.searches import SearchModel
 from modelyard.server.schemas.jobs import JobSubmit
+from modelyard.server.services.jobs.sandbox import check_host_network
 from modelyard.server.settings import Settings
 
 
@@ -50,11 +51,8 @@ def check_network(session: Session, settings: Settings, owner_id: str, network: 
     if network != "host":
         return
     owner = session.get(UserModel, owner_id)
-    if owner is not None and (owner.role == "admin" or owner.name in settings.sandbox.network_users
-                              or owner.id in settings.sandbox.network_users):
-        return
-    raise Forbidden("network: host needs an admin, or an owner listed in the server's sandbox.network_users",
-                    code="network_not_allowed")
+    check_host_network(settings, owner_id=owner_id, owner_name=owner.name if owner else "",
+                       is_admin=owner is not None and owner.role == "admin")
 
 
 def placement(session: Session, req: JobSubmit) -> dict[str, Any] | None:

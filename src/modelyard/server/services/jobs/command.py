@@ -10,13 +10,20 @@ fineTuneHyperParameters), the `hyperparameter` JSON, `commonHyperParameters`,
 `fineTuneHyperParameters`.
 
 Where `--name=value` goes: after a `command` string (shell-quoted) or argv list; after the last of
-`commands` (the boot command; the ones before it prepare); after `mpiCommand`."""
+`commands` (the boot command; the ones before it prepare); after `mpiCommand`.
+
+`mpiCommand` runs under a real launcher across the job's replicas: each replica starts a torchrun
+agent (`torch.distributed.run`, static rendezvous at the master replica, one process per replica,
+`--no-python`), which runs the command with RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR /
+MASTER_PORT / TORCHELASTIC_* set and an agent store that `init_process_group("env://")` joins. In
+an image, the image's own `torchrun` is used."""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
+import sys
 from typing import Any
 
 from modelyard.core.errors import BadRequest
@@ -84,7 +91,8 @@ def build_argv(req: JobSubmit, image: dict[str, Any] | None, hparams: dict[str, 
         return f"{line} {quoted}" if quoted else line
 
     if req.mpi_command and req.mpi_command.strip():
-        return ["/bin/sh", "-c", shell(_substitute(req.mpi_command, dirs, "mpiCommand"))], "mpiCommand"
+        return mpi_launch(shell(_substitute(req.mpi_command, dirs, "mpiCommand")), in_image=bool(image)), \
+            "mpiCommand (torchrun launcher)"
     if isinstance(req.command, list) and req.command:
         argv = [_substitute(str(x), dirs, "command") for x in req.command] + flags
         if image and image.get("entrypoint"):
@@ -100,6 +108,16 @@ def build_argv(req: JobSubmit, image: dict[str, Any] | None, hparams: dict[str, 
         return (image.get("entrypoint") or []) + (image.get("cmd") or []) + flags, "image entrypoint/cmd"
     raise BadRequest("a custom job needs command, commands or mpiCommand (or an image with an entrypoint)",
                      code="missing_command")
+
+
+def mpi_launch(line: str, *, in_image: bool) -> list[str]:
+    """argv running a shell line under one torchrun agent per replica (the variables are the
+    replica's own: the platform sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT per replica)."""
+    torchrun = "torchrun" if in_image else f"{shlex.quote(sys.executable)} -m torch.distributed.run"
+    agent = (f'exec {torchrun} --nnodes="$WORLD_SIZE" --node-rank="$RANK" --nproc-per-node=1 '
+             '--master-addr="$MASTER_ADDR" --master-port="$MASTER_PORT" --rdzv-backend=static '
+             '--no-python /bin/sh -c "$0"')
+    return ["/bin/sh", "-c", agent, line]
 
 
 def placeholder_env(dirs: dict[str, str | None]) -> dict[str, str]:

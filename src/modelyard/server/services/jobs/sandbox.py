@@ -49,6 +49,13 @@ def check_can_run(settings: Settings, *, is_admin: bool) -> None:
 MODELYARD_SRC = str(Path(modelyard.__file__).resolve().parent.parent)  # the folder holding the package
 
 
+def check_host_network(settings: Settings, *, owner_id: str, owner_name: str, is_admin: bool) -> None:
+    """network: host is for an admin, or an owner the server's sandbox.network_users lists."""
+    if not (is_admin or owner_name in settings.sandbox.network_users or owner_id in settings.sandbox.network_users):
+        raise Forbidden("network: host needs an admin, or an owner listed in the server's sandbox.network_users",
+                        code="network_not_allowed")
+
+
 def runtime_dirs() -> list[str]:
     """The interpreter, its venv and the modelyard package (editable installs live outside the venv),
     each as written and resolved: a venv reached through a symlink is run by that path
@@ -108,11 +115,8 @@ def sandbox_for(settings: Settings, job: Any, role_spec: dict, *, owner_name: st
         if aliases.get(key) and Path(aliases[key]).exists():
             binds.append(Bind(aliases[key], inside, writable=key != "model"))
     want_host = spec.get("network") == "host"
-    allowed = owner_is_admin or owner_name in settings.sandbox.network_users or job.owner_id in \
-        settings.sandbox.network_users
-    if want_host and not allowed:
-        raise Forbidden("network: host needs an admin, or an owner listed in the server's sandbox.network_users",
-                        code="network_not_allowed")
+    if want_host:  # checked at submit too; the server's list may have changed since
+        check_host_network(settings, owner_id=job.owner_id, owner_name=owner_name, is_admin=owner_is_admin)
     network = "host" if want_host else ("job" if replicas > 1 else "none")
     run_config = run_config or {}
     cpu = float(role_spec.get("cpu") or 0)
