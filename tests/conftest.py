@@ -2,7 +2,13 @@
 
 `app`/`client` run on SQLite. `db_url` is parametrized over SQLite and PostgreSQL (a fresh
 database per test on the cluster named by MODELYARD_TEST_POSTGRES_URL, which `make test` starts);
-use the `any_db_*` fixtures for database-facing tests."""
+use the `any_db_*` fixtures for database-facing tests.
+
+Mark a module or test `@pytest.mark.background` (module: `pytestmark = pytest.mark.background`)
+to run the app's background loops (scheduler, reconcilers) with a short poll interval and a 1 s
+cancel grace; job processes left behind by such a test are killed after it. Shared helpers are
+fixtures here: `wait_for`, `ctx_of`, `set_quota`, `submit_custom`, `wait_state`, `server_process`
+(implementations in tests/harness.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from fastapi.testclient import TestClient
 from modelyard.server.app import create_app
 from modelyard.server.settings import Settings
 
-ADMIN_TOKEN = "my_test_admin_token"
+from tests import harness
+from tests.harness import ADMIN_TOKEN
+
 PG_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
 
 
@@ -55,9 +63,27 @@ def make_settings(home: Path, db: str | None = None, **overrides) -> Settings:
     return Settings(**kw)
 
 
+def _background(request) -> dict:
+    """Overrides for tests marked `background`: loops on, short poll and grace."""
+    marker = request.node.get_closest_marker("background")
+    if marker is None:
+        return {}
+    return dict(background=True, scheduler={"poll_interval_s": 0.5,
+                                            "cancel_grace_s": marker.kwargs.get("cancel_grace_s", 1.0)})
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return make_settings(tmp_path / "home")
+def settings(request, tmp_path) -> Settings:
+    return make_settings(tmp_path / "home", **_background(request))
+
+
+@pytest.fixture(autouse=True)
+def _kill_job_leftovers(request, tmp_path):
+    """Replica processes a background test left running (a failed assertion mid-job) are killed."""
+    yield
+    if request.node.get_closest_marker("background") or "server_process" in request.fixturenames:
+        for p in harness.job_processes(tmp_path):
+            harness.kill_tree(p.pid)
 
 
 class UserClient:
@@ -128,8 +154,8 @@ def bob(make_user) -> UserClient:
 # --- the same, over both databases ---------------------------------------------------------
 
 @pytest.fixture
-def any_db_settings(tmp_path, db_url) -> Settings:
-    return make_settings(tmp_path / "home", db_url)
+def any_db_settings(request, tmp_path, db_url) -> Settings:
+    return make_settings(tmp_path / "home", db_url, **_background(request))
 
 
 @pytest.fixture
@@ -166,3 +192,88 @@ def sdk_for(user: UserClient):
     from modelyard.sdk import Client
 
     return Client("http://testserver", user.token, transport=InProcessTransport(user.tc))
+
+
+# --- shared helpers as fixtures ------------------------------------------------------------
+
+@pytest.fixture
+def wait_for():
+    """wait_for(fn, timeout=20, interval=0.05, what=...) -> fn's first truthy value."""
+    return harness.wait_for
+
+
+def _ctx_of(client):
+    tc = getattr(client, "tc", client)
+    return tc.app.state.ctx
+
+
+@pytest.fixture
+def ctx_of():
+    """ctx_of(client_or_user) -> the test app's AppContext."""
+    return _ctx_of
+
+
+@pytest.fixture
+def set_quota():
+    """set_quota(client, user_id, cpu=..., jobs=..., ...) writes the user's quota row."""
+
+    def set_(client, user_id: str, **values) -> None:
+        from modelyard.server.db import session_scope
+        from modelyard.server.services.quota import ledger
+
+        with session_scope(_ctx_of(client).sessions) as s:
+            q = ledger.get_quota(s, user_id)
+            for k, v in values.items():
+                setattr(q, k, v)
+
+    return set_
+
+
+@pytest.fixture
+def submit_custom():
+    """submit_custom(user, command, cpu=0.1, memory_mib=64, expect=201, **body) -> the job."""
+
+    def submit(user, command, *, cpu: float = 0.1, memory_mib: int = 64, expect: int = 201, **extra) -> dict:
+        body = {"kind": "custom", "command": command,
+                "roles": [{"role": "master", "replicas": 1, "cpu": cpu, "memory_mib": memory_mib}], **extra}
+        r = user.post("/api/v1/jobs", json=body)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    return submit
+
+
+@pytest.fixture
+def wait_state():
+    """wait_state(user, job_id, state(s), timeout=30) -> the job once it is in one of the states."""
+
+    def wait(user, job_id: str, states, timeout: float = 30.0) -> dict:
+        states = {states} if isinstance(states, str) else set(states)
+
+        def check():
+            j = user.get(f"/api/v1/jobs/{job_id}").json()
+            return j if j["state"] in states else None
+
+        try:
+            return harness.wait_for(check, timeout=timeout, what=f"job {job_id} in {states}")
+        except AssertionError:
+            detail = user.get(f"/api/v1/jobs/{job_id}").json()
+            raise AssertionError(f"job {job_id} not in {states}: {detail}") from None
+
+    return wait
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    """server_process(background=False, extra_env=None, home=None) -> a started
+    harness.ServerProcess (a real `modelyard server`); all are stopped after the test."""
+    started: list[harness.ServerProcess] = []
+
+    def make(*, background: bool = False, extra_env: dict | None = None, home=None) -> harness.ServerProcess:
+        srv = harness.ServerProcess(home or tmp_path / "home", background=background, extra_env=extra_env)
+        started.append(srv)
+        return srv.start()
+
+    yield make
+    for srv in started:
+        srv.stop()
