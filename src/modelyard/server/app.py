@@ -7,6 +7,7 @@ import importlib
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
@@ -16,6 +17,10 @@ from modelyard.core.errors import ModelyardError
 from modelyard.server import background, guards, metrics
 from modelyard.server.context import AppContext
 from modelyard.server.db import make_engine, make_sessionmaker, session_scope, upgrade_schema
+from modelyard.server.orm import Base
+from modelyard.server.routers.compat.envelope import unstorable
+from modelyard.server.services.resources.nodes import register_local_node
+from modelyard.server.services.users import bootstrap_admin
 from modelyard.server.settings import Settings
 
 log = logging.getLogger("modelyard")
@@ -37,12 +42,7 @@ def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> 
 
 def init_database(ctx: AppContext) -> str | None:
     """Schema, bootstrap admin, this node. Returns an admin token to print once, if generated."""
-    from modelyard.server.services.resources.nodes import register_local_node
-    from modelyard.server.services.users import bootstrap_admin
-
     if ctx.settings.schema_mode == "create_all":
-        from modelyard.server.orm import Base
-
         Base.metadata.create_all(ctx.engine)
     else:
         upgrade_schema(ctx.settings.db_url)
@@ -98,8 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DataError)
     async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
         # a backstop: schemas bound what clients send (schemas/common.py), the database refuses the rest
-        from modelyard.server.routers.compat.envelope import unstorable
-
         code, message = unstorable(exc)
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=422)
 
@@ -115,6 +113,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def jsonable(obj):
-    from fastapi.encoders import jsonable_encoder
-
     return jsonable_encoder(obj, custom_encoder={Exception: str})

@@ -28,6 +28,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelyard.server.routers.compat.envelope import fail
+
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 MAX_QUERY_BYTES = 32 * 1024
@@ -135,8 +137,6 @@ def error_response(scope: Scope, err: GuardError,
     """err in the shape of the route the request was for."""
     style = next((s for pattern, s in envelopes if pattern.match(scope["path"])), None)
     if style is not None:
-        from modelyard.server.routers.compat.envelope import fail
-
         return fail(style, err.status, err.message, err.code)
     return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=err.status)
 

@@ -29,6 +29,8 @@ from modelyard.core.errors import Forbidden, ModelyardError
 from modelyard.server.auth import authenticate
 from modelyard.server.context import AppContext
 from modelyard.server.db import session_scope
+from modelyard.server.orm import AllocationModel, UserModel
+from modelyard.server.orm.jobs import JobModel
 
 _DIMS = ("cpu", "memory_mib", "gpu", "vgpu", "mig")
 
@@ -38,9 +40,6 @@ class _DatabaseCollector:
         self.ctx = ctx
 
     def collect(self):
-        from modelyard.server.orm import AllocationModel, UserModel
-        from modelyard.server.orm.jobs import JobModel
-
         jobs = GaugeMetricFamily("modelyard_jobs", "Jobs by state", labels=["state"])
         alloc = GaugeMetricFamily("modelyard_allocated", "Live allocations in the ledger", labels=["resource"])
         users = GaugeMetricFamily("modelyard_users", "Users")
