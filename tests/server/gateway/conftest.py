@@ -58,6 +58,8 @@ class ReplicaDouble:
     seen: list[Seen] = field(default_factory=list)
     inflight: int = 0
     max_inflight: int = 0
+    streams_finished: int = 0  # streams sent to the end
+    streams_cut: int = 0  # streams whose reader went away before the end
 
     def app(self) -> Starlette:
         async def openai(request: Request) -> Response:
@@ -86,6 +88,18 @@ class ReplicaDouble:
                 return JSONResponse({**base, "object": obj, "choices": [choice], "usage": usage})
 
             async def events():
+                finished = False
+                try:
+                    async for event in chunks():
+                        yield event
+                    finished = True
+                finally:
+                    if finished:
+                        self.streams_finished += 1
+                    else:
+                        self.streams_cut += 1
+
+            async def chunks():
                 for i, piece in enumerate(CHUNKS):
                     if i and self.chunk_delay_s:
                         await asyncio.sleep(self.chunk_delay_s)

@@ -78,6 +78,19 @@ def test_chat_streamed_chunk_by_chunk(platform, deployed, replicas):
     assert arrivals[1] - arrivals[0] > 0.2 and arrivals[2] - arrivals[1] > 0.2
 
 
+def test_a_client_that_goes_away_closes_the_upstream_stream(platform, deployed, replicas):
+    replicas["b"].chunk_delay_s = 0.4
+    auth = {"Authorization": f"Bearer {deployed['alice']}"}
+    with httpx.stream("POST", platform.url + "/v1/completions", headers=auth,
+                      json={"model": "chat:2", "prompt": "x", "stream": True}) as r:
+        first = next(r.iter_raw())
+        assert b'"model": "chat:2"' in first
+    # the proxy closed its upstream request: the replica's stream stopped before its end
+    wait_for(lambda: replicas["b"].streams_cut == 1, timeout=5, what="the replica's stream cut")
+    assert replicas["b"].streams_finished == 0
+    wait_for(lambda: not platform.gateway.balancer.outstanding, timeout=5, what="nothing outstanding")
+
+
 def test_completions_streamed_and_not(platform, deployed, replicas):
     client = platform.openai(deployed["alice"])
     out = client.completions.create(model="chat:2", prompt="say hi")
