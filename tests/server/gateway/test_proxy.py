@@ -13,7 +13,7 @@ import openai
 import pytest
 from sqlalchemy import event
 
-from modelyard.core.serving import RouteVersion
+from modelyard.core.serving import RouteEntry, RouteReplica, RouteVersion
 from modelyard.server.gateway import table as gateway_table
 from tests.harness import wait_for
 
@@ -277,3 +277,26 @@ def test_no_database_query_per_request(platform, deployed):
     finally:
         event.remove(platform.ctx.engine, "before_cursor_execute", count)
     assert statements == []
+
+
+def test_in_process_test_client_and_the_body_limit(settings, replicas):
+    """The proxy under a plain TestClient (how other tests drive the app) and the platform's body
+    limit on proxied requests (413 before anything is forwarded)."""
+    from fastapi.testclient import TestClient
+
+    from modelyard.server.app import create_app
+
+    app = create_app(settings.model_copy(update={"request_body_max_bytes": 2000}))
+    with TestClient(app) as tc:
+        auth = {"Authorization": "Bearer my_test_admin_token"}
+        admin_id = tc.get("/api/v1/users/me", headers=auth).json()["id"]
+        app.state.gateway.publish([RouteEntry("s1", "svc", admin_id, "openai", "running", [
+            RouteVersion("v1", 1, 100, [RouteReplica("r1", replicas["a1"].socket_path, ["base"])])])])
+        r = tc.post("/v1/chat/completions", headers=auth, json={"model": "svc", "messages": []})
+        assert r.status_code == 200 and r.json()["model"] == "svc"
+        with tc.stream("POST", "/v1/completions", headers=auth, json={"model": "svc", "prompt": "x", "stream": True}) as r:
+            assert r.status_code == 200
+            assert '"model": "svc"' in "".join(r.iter_text())
+        r = tc.post("/v1/chat/completions", headers=auth, json={"model": "svc", "messages": [], "pad": "x" * 3000})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        assert len(replicas["a1"].seen) == 2

@@ -31,8 +31,14 @@ class Upstreams:
         self._inflight: dict[str, int] = {}
         self._generation = -1
         self._closing: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def client(self, socket_path: str) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # connections belong to the loop that opened them; an app driven from a new loop (a
+            # test client without its lifespan) starts afresh rather than reusing dead ones
+            self._loop, self._clients, self._inflight = loop, {}, {}
         c = self._clients.get(socket_path)
         if c is None:
             c = self._clients[socket_path] = httpx.AsyncClient(
