@@ -34,7 +34,9 @@ from modelyard.server.gateway.upstreams import RETRYABLE, Balancer, Upstreams
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length"})
 _NOT_FORWARDED = HOP_BY_HOP | {"authorization"}
-_OPENAI_DROPPED = _NOT_FORWARDED | {"accept-encoding", "cookie"}
+_OPENAI_DROPPED = _NOT_FORWARDED | {"accept-encoding", "cookie", "content-type"}
+# the platform's server sets its own
+_ANSWER_DROPPED = HOP_BY_HOP | {"date", "server"}
 _WAITING_STATES = ("saved", "pending", "deploying", "starting")
 
 
@@ -56,6 +58,11 @@ def _model_rewriter(served: str, requested: str) -> Callable[[bytes], bytes]:
     pattern = re.compile(rb'("model"\s*:\s*)(?:' + b"|".join(re.escape(f) for f in sorted(forms)) + rb")")
     replacement = json.dumps(requested, ensure_ascii=False).encode()
     return lambda data: pattern.sub(lambda m: m.group(1) + replacement, data)
+
+
+@lru_cache(maxsize=512)
+def _upstream_url(path_and_query: str) -> httpx.URL:
+    return httpx.URL("http://replica" + path_and_query)
 
 
 async def _rewrite_lines(chunks: AsyncIterator[bytes], rewrite: Callable[[bytes], bytes]) -> AsyncIterator[bytes]:
@@ -205,7 +212,9 @@ class Gateway:
             return bodies[served]
 
         headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in _OPENAI_DROPPED]
-        headers.append((b"accept-encoding", b"identity"))  # the answer is rewritten as bytes
+        # the body was JSON whatever the client declared (curl -d says form-urlencoded); the answer
+        # is rewritten as bytes, so it must come unencoded
+        headers += [(b"content-type", b"application/json"), (b"accept-encoding", b"identity")]
         return await self._forward(table, cands, "POST", "/v1/" + request.path_params["path"],
                                    request.url.query, headers, body_for, model)
 
@@ -249,7 +258,8 @@ class Gateway:
             if model is not None:
                 served = cands.served_name or (replica.served_names[0] if replica.served_names else model)
             client = self.upstreams.client(replica.socket_path)
-            request = client.build_request(method, url, content=body_for(served), headers=headers)
+            # a Request built directly: the client's build_request would re-merge and re-parse the URL
+            request = httpx.Request(method, _upstream_url(url), content=body_for(served), headers=headers)
             self.balancer.acquire(replica)
             self.upstreams.acquire(replica.socket_path)
             start = time.perf_counter()
@@ -275,7 +285,7 @@ class Gateway:
                       start: float, served: str | None, model: str | None) -> Response:
         rewrite = _model_rewriter(served, model) if model is not None and served != model else None
         openai_path = model is not None
-        drop = HOP_BY_HOP if openai_path else HOP_BY_HOP - {"content-length"}
+        drop = _ANSWER_DROPPED if openai_path else _ANSWER_DROPPED - {"content-length"}
         headers = [(k, v) for k, v in upstream.headers.raw if k.decode("latin-1").lower() not in drop]
         finished = False
 
