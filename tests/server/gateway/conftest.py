@@ -41,6 +41,7 @@ class Seen:
     query: str
     headers: dict
     body: bytes
+    raw_path: bytes = b""
 
     @property
     def json(self) -> dict:
@@ -120,7 +121,8 @@ class ReplicaDouble:
 
         async def echo(request: Request) -> Response:
             body = await request.body()
-            self.seen.append(Seen(request.method, request.url.path, request.url.query, dict(request.headers), body))
+            self.seen.append(Seen(request.method, request.url.path, request.url.query, dict(request.headers), body,
+                                  request.scope.get("raw_path", b"")))
             return JSONResponse({"replica": self.name, "method": request.method, "path": request.url.path,
                                  "query": request.url.query, "body": body.decode()},
                                 status_code=201 if request.method == "PUT" else 200,

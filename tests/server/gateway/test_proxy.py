@@ -212,14 +212,16 @@ def test_serving_path_passes_method_body_query_through(platform, deployed, repli
                          kind="http")
     platform.set_routes([deployed["chat"], web])
     auth = {"Authorization": f"Bearer {deployed['alice']}"}
-    r = httpx.put(platform.url + "/serving/web/items/7?q=1&x=a%20b", content=b"raw body",
+    r = httpx.put(platform.url + "/serving/web/items/7%2F8?q=1&x=a%20b", content=b"raw body",
                   headers={**auth, "x-custom": "yes", "content-type": "text/plain"})
     assert r.status_code == 201 and r.headers["x-replica"] == "b"
-    assert r.json() == {"replica": "b", "method": "PUT", "path": "/items/7", "query": "q=1&x=a%20b",
+    assert r.json() == {"replica": "b", "method": "PUT", "path": "/items/7/8", "query": "q=1&x=a%20b",
                         "body": "raw body"}
     seen = replicas["b"].seen[-1]
+    assert seen.raw_path == b"/items/7%2F8"  # passed on as it was sent
     assert seen.headers["x-custom"] == "yes" and "authorization" not in seen.headers
     assert seen.headers["x-forwarded-prefix"] == "/serving/web"
+    assert seen.headers["x-forwarded-host"] == platform.url.removeprefix("http://")
     assert httpx.delete(platform.url + "/serving/web", headers=auth).json()["path"] == "/"
     # a template service is not a model
     r = httpx.post(platform.url + "/v1/completions", json={"model": "web", "prompt": "x"}, headers=auth)

@@ -46,6 +46,12 @@ def openai_error(status: int, code: str, message: str, type_: str | None = None)
     return JSONResponse({"error": {"message": message, "type": type_, "code": code}}, status_code=status)
 
 
+def _raw_path(request: Request) -> str:
+    """The request's path as sent (percent-escapes kept), for the upstream URL."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
+
+
 def _bearer(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     return auth[7:].strip() if auth[:7].lower() == "bearer " else None
@@ -215,8 +221,8 @@ class Gateway:
         # the body was JSON whatever the client declared (curl -d says form-urlencoded); the answer
         # is rewritten as bytes, so it must come unencoded
         headers += [(b"content-type", b"application/json"), (b"accept-encoding", b"identity")]
-        return await self._forward(table, cands, "POST", "/v1/" + request.path_params["path"],
-                                   request.url.query, headers, body_for, model)
+        return await self._forward(table, cands, "POST", _raw_path(request), request.url.query, headers,
+                                   body_for, model)
 
     async def serving(self, request: Request) -> Response:
         """Any method at /serving/{service}/{path}: passed through to a replica of the service."""
@@ -233,8 +239,11 @@ class Gateway:
         client = request.client.host if request.client else ""
         headers += [(b"x-forwarded-prefix", f"/serving/{name}".encode()),
                     (b"x-forwarded-proto", request.url.scheme.encode()),
+                    (b"x-forwarded-host", request.headers.get("host", "").encode("latin-1")),
                     (b"x-forwarded-for", client.encode())]
-        return await self._forward(table, cands, request.method, "/" + request.path_params.get("path", ""),
+        # /serving/<service>/<rest>: the replica gets /<rest>, still percent-encoded as it came
+        rest = _raw_path(request).split("/", 3)[3:]
+        return await self._forward(table, cands, request.method, "/" + (rest[0] if rest else ""),
                                    request.url.query, headers, lambda _served: body, None)
 
     # --- forwarding ----------------------------------------------------------------------------
