@@ -205,6 +205,7 @@ def test_no_ready_replica_is_503_with_the_reason(platform, deployed):
             model="chat", messages=[{"role": "user", "content": "hi"}])
     assert err.value.status_code == 503
     assert err.value.body["code"] == "no_ready_replica" and "deploying" in err.value.body["message"]
+    assert err.value.response.headers["retry-after"] == "5"
 
 
 def test_serving_path_passes_method_body_query_through(platform, deployed, replicas):

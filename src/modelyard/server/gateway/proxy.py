@@ -37,7 +37,8 @@ _NOT_FORWARDED = HOP_BY_HOP | {"authorization"}
 _OPENAI_DROPPED = _NOT_FORWARDED | {"accept-encoding", "cookie", "content-type"}
 # the platform's server sets its own
 _ANSWER_DROPPED = HOP_BY_HOP | {"date", "server"}
-_WAITING_STATES = ("saved", "pending", "deploying", "starting")
+_WAITING_STATES = ("pending", "deploying", "starting")
+RETRY_AFTER_S = 5
 
 
 def openai_error(status: int, code: str, message: str, type_: str | None = None) -> JSONResponse:
@@ -259,7 +260,10 @@ class Gateway:
             if picked is None:
                 self._account(entry, 503 if not tried else 502, 0.0)
                 if not tried:
-                    return openai_error(503, "no_ready_replica", self._unavailable(entry), "service_unavailable")
+                    busy = openai_error(503, "no_ready_replica", self._unavailable(entry), "service_unavailable")
+                    if entry.state in _WAITING_STATES:
+                        busy.headers["retry-after"] = str(RETRY_AFTER_S)  # clients that honour it wait
+                    return busy
                 return openai_error(502, "upstream_unreachable",
                                     f"no replica of service `{entry.name}` could be reached; try again")
             version, replica = picked
@@ -344,6 +348,6 @@ class Gateway:
     def _unavailable(entry: RouteEntry) -> str:
         if entry.state in _WAITING_STATES:
             return f"service `{entry.name}` is {entry.state}: no replica is ready yet; try again shortly"
-        if entry.state in ("stopping", "stopped"):
+        if entry.state in ("saved", "stopping", "stopped"):
             return f"service `{entry.name}` is {entry.state}: start it to call it"
         return f"service `{entry.name}` ({entry.state}) has no ready replica right now"
