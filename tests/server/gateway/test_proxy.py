@@ -186,6 +186,7 @@ def test_a_dead_replica_is_passed_over(platform, deployed, replicas, sockets_dir
     # ties are taken in turn, so one of the first two calls goes to the dead socket first
     outs = [client.completions.create(model="chat", prompt="x") for _ in range(4)]
     assert [o.choices[0].text for o in outs] == ["Hello there from a2"] * 4
+    assert replicas["a2"].socket_path in platform.gateway.upstreams._clients  # pooled, kept
     assert len(replicas["a2"].seen) == 4
     assert "r-dead" in platform.gateway.balancer._down_until
     # no live replica at all: 502 after one retry
@@ -195,6 +196,8 @@ def test_a_dead_replica_is_passed_over(platform, deployed, replicas, sockets_dir
     with pytest.raises(openai.APIStatusError) as err:
         client.completions.create(model="chat", prompt="x")
     assert err.value.status_code == 502 and err.value.body["code"] == "upstream_unreachable"
+    # a2 left the table: its pooled client was closed on the next request
+    assert replicas["a2"].socket_path not in platform.gateway.upstreams._clients
 
 
 def test_no_ready_replica_is_503_with_the_reason(platform, deployed):
