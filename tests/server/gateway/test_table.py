@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
 from modelyard.core.serving import RouteEntry, RouteReplica, RouteVersion
 from modelyard.server.auth import Principal
 from modelyard.server.gateway.table import RouteTable
@@ -52,3 +54,28 @@ def test_balancer_weights_turns_and_down_replicas():
     # a version at 0 % serves only when no weighted version has a replica left
     assert b.pick(cands, exclude={"r1", "r2"})[1].replica_id == "r3"
     assert b.pick(cands, exclude={"r1", "r2", "r3"}) is None
+
+
+def test_a_failed_flush_keeps_the_counts_of_routed_services_only(app_client, monkeypatch):
+    from modelyard.server.gateway import Gateway, RouteRefresher
+    from modelyard.server.gateway import table as gateway_table
+
+    ctx = app_client.app.state.ctx
+    gw = Gateway(ctx)
+    gw.publish([RouteEntry("s1", "chat", "u-a", "openai", "running", [])])
+    refresher = RouteRefresher(ctx, gw)
+    gw.counts.add("s1", failed=False)
+    gw.counts.add("s1", failed=True)
+    gw.counts.add("gone", failed=False)  # a service deleted since
+
+    def failing(_session, counts):
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(gateway_table, "record_invocations", failing)
+    with pytest.raises(RuntimeError):
+        refresher.flush()
+    taken: list[dict] = []
+    monkeypatch.setattr(gateway_table, "record_invocations", lambda _s, counts: taken.append(counts) or True)
+    gw.counts.add("s1", failed=False)
+    refresher.flush()
+    assert taken == [{"s1": (3, 1)}]

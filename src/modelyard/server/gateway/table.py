@@ -206,7 +206,10 @@ class RouteRefresher(WakeableLoop):
             with session_scope(self.ctx.sessions) as session:
                 taken = record_invocations(session, counts)
         except Exception:
-            self.gateway.counts.put_back(counts)
+            # kept for the next flush, but only for services still routed: a deleted service's
+            # counts must not make every later flush fail
+            live = {e.service_id for e in self.gateway.table.entries}
+            self.gateway.counts.put_back({k: v for k, v in counts.items() if k in live})
             raise
         if not taken and not self._missing_logged:
             self._missing_logged = True
