@@ -72,6 +72,7 @@ def _add_groups() -> None:
 
 _add_groups()
 app.command("finetune")(importlib.import_module("modelyard.cli.jobs").finetune)
+app.command("chat")(importlib.import_module("modelyard.cli.chat").chat)
 
 
 def main() -> None:

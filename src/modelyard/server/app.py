@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError
 
 from modelyard import __version__
 from modelyard.core.errors import ModelyardError
-from modelyard.server import background, guards, metrics
+from modelyard.server import background, gateway, guards, metrics
 from modelyard.server.context import AppContext
 from modelyard.server.db import make_engine, make_sessionmaker, session_scope, upgrade_schema
 from modelyard.server.orm import Base
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             background.stop_all(started)
+            await app.state.gateway.aclose()
             engine.dispose()
 
     app = FastAPI(title="Modelyard", version=__version__, lifespan=lifespan,
@@ -105,7 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok", "version": __version__}
 
-    metrics.install(app, ctx)
+    registry = metrics.install(app, ctx)
+    app.state.gateway = gateway.install(app, ctx, registry)  # /v1 (OpenAI) and /serving/{service}
     _include(app, "modelyard.server.routers", NATIVE_ROUTERS, prefix="/api/v1")
     seed = _include(app, "modelyard.server.routers.compat", COMPAT_ROUTERS)
     app.add_middleware(guards.RequestGuard, envelopes=guards.envelope_styles(seed), max_body_bytes=settings.request_body_max_bytes)

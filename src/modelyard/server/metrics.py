@@ -121,7 +121,8 @@ class _TokenGate:
         await self.app(scope, receive, send)
 
 
-def install(app, ctx: AppContext) -> None:
+def install(app, ctx: AppContext) -> CollectorRegistry:
+    """Returns the app's registry, for the metrics of other parts (the gateway's)."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -131,3 +132,4 @@ def install(app, ctx: AppContext) -> None:
                           ["method", "route", "status"], registry=registry)
     app.add_middleware(_HttpMetrics, histogram=histogram)
     app.mount("/metrics", _TokenGate(make_asgi_app(registry=registry), ctx))
+    return registry
