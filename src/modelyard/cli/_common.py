@@ -150,6 +150,15 @@ def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None 
     out.flush()
 
 
+def print_rich_table(t: Table) -> None:
+    """A rich Table built elsewhere, under the same rule as print_table."""
+    if console.is_terminal:
+        console.print(t)
+        return
+    cols = [list(c.cells) for c in t.columns]
+    print_table([_plain(c.header) for c in t.columns], [list(r) for r in zip(*cols, strict=True)])
+
+
 def human_size(n: float | None) -> str:
     """Bytes in binary units: '0 B', '1.5 KiB', '516.5 MiB'; None -> '-'."""
     if n is None:
