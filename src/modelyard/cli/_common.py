@@ -136,18 +136,23 @@ def _plain(cell: Any) -> str:
 
 def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None,
                 caption: str | None = None) -> None:
-    """A table: rich on a terminal; tab-separated with a header line when piped (nothing cut)."""
+    """A table: rich on a terminal; tab-separated with a header line when piped (nothing cut; the
+    title and caption then go to stderr, so stdout holds only the rows)."""
     if console.is_terminal:
         t = Table(*columns, title=title, caption=caption)
         for r in rows:
             t.add_row(*[c if isinstance(c, Text) else ("" if c is None else str(c)) for c in r])
         console.print(t)
         return
+    if title:
+        err(_plain(title))
     out = sys.stdout
     out.write("\t".join(columns) + "\n")
     for r in rows:
         out.write("\t".join(_plain(c) for c in r) + "\n")
     out.flush()
+    if caption:
+        err(_plain(caption))
 
 
 def print_rich_table(t: Table) -> None:
@@ -156,7 +161,9 @@ def print_rich_table(t: Table) -> None:
         console.print(t)
         return
     cols = [list(c.cells) for c in t.columns]
-    print_table([_plain(c.header) for c in t.columns], [list(r) for r in zip(*cols, strict=True)])
+    print_table([_plain(c.header) for c in t.columns], [list(r) for r in zip(*cols, strict=True)],
+                title=None if t.title is None else _plain(t.title),
+                caption=None if t.caption is None else _plain(t.caption))
 
 
 def human_size(n: float | None) -> str:

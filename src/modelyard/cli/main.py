@@ -19,7 +19,7 @@ GROUPS = {"files": "files", "images": "images", "datasets": "datasets", "models"
 
 
 @app.callback()
-def root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of failures")) -> None:
+def modelyard(debug: bool = typer.Option(False, "--debug", help="show tracebacks of failures")) -> None:
     """Modelyard: the LLM lifecycle platform. Set MODELYARD_URL and MODELYARD_TOKEN to talk to a server."""
     state.debug = debug
 
