@@ -262,12 +262,18 @@ class Group(typer.core.TyperGroup):
 
 # typer 0.29 prints a `<str>` / `<bool>` type tag after every option, even for flags. Show what
 # click shows instead: nothing for flags, the metavar or an upper-case type name (TEXT, INTEGER).
-def _display_type(self, ctx: click.Context) -> str:
+_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH", "bool": ""}
+
+
+def _display_type(self, ctx: Any) -> str:
     if getattr(self, "is_flag", False) or getattr(self, "count", False):
         return ""
     if self.metavar:
         return self.metavar
-    return self.type.name.upper() if getattr(self.type, "name", None) else ""
+    bare = self.bare_type()
+    if bare.startswith("list[") and bare.endswith("]"):
+        bare = bare[5:-1]
+    return _TYPE_NAMES.get(bare, bare.upper())
 
 
 typer.core._TyperParameter.display_type = _display_type  # type: ignore[method-assign]

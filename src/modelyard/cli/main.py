@@ -10,7 +10,7 @@ import typer
 
 from modelyard.cli._common import Group, client, console, json_option, print_json, say, state
 
-app = typer.Typer(cls=Group, help="Modelyard: the LLM lifecycle platform.", no_args_is_help=True)
+app = typer.Typer(cls=Group, name="modelyard", help="Modelyard: the LLM lifecycle platform.", no_args_is_help=True)
 
 # module name -> group name. Each module defines `app = typer.Typer(...)`.
 GROUPS = {"files": "files", "images": "images", "datasets": "datasets", "models": "models",
