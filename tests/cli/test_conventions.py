@@ -197,10 +197,11 @@ def test_sdk_client_without_token_sends_none(alice, monkeypatch):
             sent.append(request.headers.get("authorization"))
             return super().handle_request(request)
 
-    from modelyard.sdk import Client
+    from modelyard.sdk import APIError, Client
 
     c = Client("http://testserver", transport=Recording(alice.tc))
-    with pytest.raises(Exception):
+    with pytest.raises(APIError) as exc:
         c.whoami()
+    assert exc.value.status == 401
     assert sent == [None]
     assert sdk_for(alice).whoami()["name"] == "alice"
