@@ -191,6 +191,8 @@ def ls(state: str = typer.Option(None, help="comma-separated states (queued, run
        page: int = 1, page_size: int = 20, as_json: bool = json_option(), output: str = output_option()) -> None:
     """List your jobs (admins: everyone's)."""
     wide = is_wide(output)
+    if state:  # the US spelling names the same state
+        state = ",".join("cancelled" if x.strip() == "canceled" else x.strip() for x in state.split(","))
     res = client().jobs.list(state=state, kind=kind, page=page, page_size=page_size)
     if as_json:
         print_json(res["items"])
@@ -291,7 +293,7 @@ def resume(job: str = typer.Argument(..., help="name, id or id prefix"), follow_
 @app.command("run", context_settings={"allow_interspersed_args": False})
 def run(command: list[str] = typer.Argument(..., help="the command (put -- before options of the command)"),
         cpu: float = typer.Option(1.0, help="CPU cores per replica"),
-        memory: str = typer.Option("1GiB", "--memory", help="memory per replica, e.g. 512MiB, 16GiB"),
+        memory: str = typer.Option("1GiB", "--memory", metavar="SIZE", help="memory per replica, e.g. 512MiB, 16GiB"),
         replicas: int = typer.Option(1, help="replicas (rank 0 is the master)"),
         image: str = typer.Option(None, help="image name:tag (default: no image, the host's Python)"),
         name: str = typer.Option(None, help="job name (default: generated)"),
@@ -336,13 +338,13 @@ def finetune(model: str = typer.Option(..., "--model", "-m", help="base model: n
              dataset: str = typer.Option(None, "--dataset", "-d", help="dataset: name, name:version or id; "
                                                                      "default: Data/ in your files"),
              strategy: str = typer.Option("lora", help="lora | full | qlora | pretrain"),
-             hp: list[str] = typer.Option(None, "--hp", help="a hyperparameter name=value (repeatable); "
+             hp: list[str] = typer.Option(None, "--hp", metavar="NAME=VALUE", help="a hyperparameter name=value (repeatable); "
                                                               "`modelyard hparams` lists them"),
              set_: list[str] = typer.Option(None, "--set", hidden=True),
              config: Path = typer.Option(None, help="a config.json (the seed's structure) on this machine",
                                          exists=True, dir_okay=False),
              cpu: float = typer.Option(None, help="CPU cores"),
-             memory: str = typer.Option(None, "--memory", help="memory, e.g. 16GiB"),
+             memory: str = typer.Option(None, "--memory", metavar="SIZE", help="memory, e.g. 16GiB"),
              gpus: int = typer.Option(0, help="GPUs"),
              name: str = typer.Option(None, help="job name (default: generated)"),
              output_model: str = typer.Option(None, help="registry model for the result "

@@ -101,7 +101,7 @@ def _opt_clearable(value: str | None, parse):
 def set_quota(
     user: str = typer.Argument(..., help="user id or name"),
     cpu: float = typer.Option(None, help="CPU cores"),
-    memory: str = typer.Option(None, help="memory, e.g. 16GiB or 512MiB (plain number: MiB)"),
+    memory: str = typer.Option(None, metavar="SIZE", help="memory, e.g. 16GiB or 512MiB (plain number: MiB)"),
     gpu: int = typer.Option(None), vgpu: int = typer.Option(None), mig: int = typer.Option(None),
     jobs: int = typer.Option(None, help="concurrent jobs"),
     start: str = typer.Option(None, help="window start 'YYYY-MM-DD HH:MM:SS' (UTC); 'none' clears"),

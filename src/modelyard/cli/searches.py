@@ -66,7 +66,7 @@ def create(
     dataset: str | None = typer.Option(None, help="base job: dataset (else Data/ in your files)"),
     strategy: str = typer.Option("lora", help="lora | full | qlora | pretrain"),
     param: list[str] = typer.Option([], "--param", "-p", help="name=float:1e-5..1e-3:log | name=int:4..32 | name=a,b"),
-    hp: list[str] = typer.Option([], "--hp", help="fixed hyperparameter name=value for every trial (repeatable)"),
+    hp: list[str] = typer.Option([], "--hp", metavar="NAME=VALUE", help="fixed hyperparameter name=value for every trial (repeatable)"),
     algorithm: str = typer.Option("tpe", help="one of `modelyard search algorithms`"),
     metric: str | None = typer.Option(None, help="objective (default eval_loss, or loss without a validate split)"),
     direction: str = typer.Option("minimize", help="minimize | maximize"),
@@ -74,7 +74,7 @@ def create(
     parallel: int = typer.Option(1, help="parallel trials (bounded by your quota)"),
     early_stopping: bool = typer.Option(True, "--early-stopping/--no-early-stopping", help="prune bad trials"),
     cpu: float | None = typer.Option(None, help="CPUs per trial"),
-    memory: str | None = typer.Option(None, "--memory", help="memory per trial, e.g. 4GiB"),
+    memory: str | None = typer.Option(None, "--memory", metavar="SIZE", help="memory per trial, e.g. 4GiB"),
     name: str | None = typer.Option(None, help="search name (default: generated)"),
     follow: bool = follow_option("show progress until the search ends"),
 ) -> None:
