@@ -185,7 +185,10 @@ def test_hparams_lists_the_api_table(cli, alice):
     lines = cli(alice, "hparams").stdout.splitlines()
     assert lines[0].split("\t")[:3] == ["name", "type", "default"]
     names = {line.split("\t")[0] for line in lines[1:]}
-    assert {"learning_rate", "max_steps"} <= names and len(names) == len(api)
+    assert {"learning_rate", "max_steps"} <= names and len(names) == len(api["hyperparameters"])
+    lora = alice.get("/api/v1/hparams", params={"strategy": "lora"}).json()
+    assert cli.json(alice, "hparams", "--strategy", "lora") == lora
+    assert "lora_r" in {h["name"] for h in lora["hyperparameters"]}
 
 
 def test_sdk_client_without_token_sends_none(alice, monkeypatch):

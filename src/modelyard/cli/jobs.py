@@ -368,18 +368,19 @@ def finetune(model: str = typer.Option(..., "--model", "-m", help="base model: n
         _exit_for(follow(c, j["id"]))
 
 
-def hparams(strategy: str = typer.Option(None, help="only those that apply to lora | full | qlora | pretrain"),
+def hparams(strategy: str = typer.Option(None, help="only those of lora | full | qlora | pretrain"),
             as_json: bool = json_option()) -> None:
     """Every hyperparameter a training job takes: type, default, range and what it does."""
-    rows = client().hparams()
-    if strategy:
-        rows = [h for h in rows if not h.get("strategies") or strategy.lower() in h["strategies"]]
+    res = client().hparams(strategy)
     if as_json:
-        print_json(rows)
+        print_json(res)
         return
+    rows = res["hyperparameters"]
     print_table(["name", "type", "default", "range", "strategies", "description"],
                 [[h["name"], h.get("type", ""), "" if h.get("default") is None else h["default"], _range(h),
-                  ",".join(h.get("strategies") or []), h.get("description", "")] for h in rows])
+                  ",".join(h.get("strategies") or []), h.get("description", "")] for h in rows],
+                caption="strategies: " + "; ".join(f"{s['name']}: {s['description']}"
+                                                   for s in res.get("strategies") or []))
 
 
 def _range(h: dict) -> str:

@@ -47,10 +47,10 @@ class Client:
         """The user the token belongs to (GET /users/me)."""
         return self.get("users/me")
 
-    def hparams(self) -> list[dict[str, Any]]:
-        """Every hyperparameter a training job accepts: name, type, default, range/choices,
-        strategies, description (GET /hparams)."""
-        return self.get("hparams")
+    def hparams(self, strategy: str | None = None) -> dict[str, Any]:
+        """GET /hparams: {"strategies": [{name, description}], "hyperparameters": [{name, type,
+        default, range|choices, strategies, description}]}; `strategy` keeps only its own."""
+        return self.get("hparams", params={"strategy": strategy} if strategy else None)
 
     def close(self) -> None:
         self.http.close()
