@@ -56,12 +56,16 @@ def test_quick_start_end_to_end(cli, alice, tmp_path, monkeypatch):
     r = cli(alice, "models", "rm", "tiny", input="n\n", code=1)
     assert "delete model tiny" in r.output and cli.json(alice, "models", "show", "tiny")["id"] == base["id"]
 
-    # searches: by name and id prefix; rm after cancel
-    cli(alice, "search", "create", "--model", "tiny", "--dataset", "chat-demo", "-p",
-        "learning_rate=float:1e-4..1e-3:log", "--max-trials", "1", "--hp", "max_steps=1", "--name", "qs-search")
+    # searches: --follow in a pipe prints a line per trial change and the summary table, no raw JSON;
+    # then addressed by name and id prefix
+    r = cli(alice, "search", "create", "--model", "tiny", "--dataset", "chat-demo", "-p",
+            "learning_rate=float:1e-4..1e-3:log", "--max-trials", "1", "--hp", "max_steps=1",
+            "--hp", "max_seq_length=64", "--name", "qs-search", "--follow")
+    lines = r.stdout.splitlines()
+    assert any(ln.startswith("trial 0 complete train_loss ") for ln in lines), r.stdout
+    assert not any(ln.lstrip().startswith(("{", "}", '"')) for ln in lines), r.stdout
     s = cli.json(alice, "search", "show", "qs-search")
-    assert cli.json(alice, "search", "show", s["id"][:6])["id"] == s["id"]
-    cli(alice, "search", "cancel", "qs-search")
+    assert s["state"] == "succeeded" and cli.json(alice, "search", "show", s["id"][:6])["id"] == s["id"]
     cli(alice, "search", "rm", "qs-search", "-y")
     assert alice.get(f"/api/v1/searches/{s['id']}").status_code == 404
     assert "qs-lora" in cli(alice, "jobs", "ls").stdout
