@@ -139,7 +139,12 @@ def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None 
     """A table: rich on a terminal; tab-separated with a header line when piped (nothing cut; the
     title and caption then go to stderr, so stdout holds only the rows)."""
     if console.is_terminal:
-        t = Table(*columns, title=title, caption=caption)
+        t = Table(title=title, caption=caption)
+        for i, col in enumerate(columns):
+            if col in ("id", "name"):  # what the next command needs: whole, on one line, copyable
+                t.add_column(col, no_wrap=True, min_width=max([len(_plain(r[i])) for r in rows] + [len(col)]))
+            else:
+                t.add_column(col)
         for r in rows:
             t.add_row(*[c if isinstance(c, Text) else ("" if c is None else str(c)) for c in r])
         console.print(t)
