@@ -53,6 +53,8 @@ def test_quick_start_end_to_end(cli, alice, tmp_path, monkeypatch):
     assert cli.json(alice, "models", "show", "tiny:prod")["id"] == v1["id"]
     assert cli.json(alice, "models", "show", base["id"][:6])["id"] == base["id"]
     assert cli.json(alice, "models", "resolve", "tiny:prod")["id"] == v1["id"]
+    line = cli(alice, "models", "resolve", "tiny:prod", env={"COLUMNS": "40"}).stdout
+    assert line.count("\n") == 1 and v1["path"] in line  # a pipe gets the whole path on one line
     r = cli(alice, "models", "rm", "tiny", input="n\n", code=1)
     assert "delete model tiny" in r.output and cli.json(alice, "models", "show", "tiny")["id"] == base["id"]
 
