@@ -45,3 +45,15 @@ def test_datasets_images_and_jobs_by_name_prefix_and_version(cli, alice, bob, se
     assert "delete job" in r.output
     cli(alice, "jobs", "rm", "named-job", "-y")
     assert alice.get(f"/api/v1/jobs/{job['id']}").status_code == 404
+
+
+def test_users_rm_refuses_a_busy_user_unless_forced(cli, admin, bob, submit_custom, wait_state):
+    job = submit_custom(bob, "sleep 30", name="bobs-work")
+    wait_state(bob, job["id"], "running")
+    r = cli(admin, "users", "rm", "bob", "-y", code=1)
+    assert r.output.startswith("error: user_busy: ") and r.output.count("\n") == 1
+    r = cli(admin, "users", "rm", "bob", input="n\n", code=1)
+    assert "delete user bob" in r.output
+    cli(admin, "users", "rm", "bob", "--force", "-y")
+    assert "bob" not in {u["name"] for u in cli.json(admin, "users", "ls")}
+    assert wait_state(admin, job["id"], ("cancelled", "failed"))["state"] == "cancelled"
