@@ -43,7 +43,8 @@ PUBLIC = typer.Option(False, "--public", help="work in the public root")
 
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False,
+                    disable=not console.is_terminal)  # a pipe gets the result lines only
 
 
 @app.command("ls")

@@ -34,7 +34,7 @@ def upload_with_progress(c, local: Path, remote: str) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=console) as bar:
+                  TransferSpeedColumn(), console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"upload {local.name}", total=local.stat().st_size)
         c.files.upload(local, remote, progress=lambda sent, total: bar.update(task, completed=sent, total=total))
 
