@@ -44,7 +44,7 @@ def test_cli_round_trip(run, alice, settings, tmp_path):
     run("download", "Model/old/w.bin", str(back))
     assert back.read_bytes() == local.read_bytes()
     assert "is a directory" in run("rm", "Model/old", code=1)
-    assert "deleted Model/old" in run("rm", "-r", "Model/old")
+    assert "deleted Model/old" in run("rm", "-r", "-y", "Model/old")
     assert not (root / "Model/old").exists()
     # a directory upload, then extract
     d = tmp_path / "ds"

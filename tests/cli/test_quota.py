@@ -54,10 +54,10 @@ def test_cli_quota(admin, alice, monkeypatch):
     assert "6.0 GiB" in r.output and "2099-01-01" in r.output and "10.0 GiB" in r.output
     r = runner.invoke(cli.app, ["show", "--user", "alice"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "Quota of alice" in r.output
-    for cmd in (["list"], ["nodes"], ["pools"], ["flavors"]):
+    for cmd in (["ls"], ["nodes"], ["pools"], ["flavors"]):
         r = runner.invoke(cli.app, cmd, env={"COLUMNS": "200"})
         assert r.exit_code == 0, (cmd, r.output)
-    assert "alice" in runner.invoke(cli.app, ["list"], env={"COLUMNS": "200"}).output
+    assert "alice" in runner.invoke(cli.app, ["ls"], env={"COLUMNS": "200"}).output
     r = runner.invoke(cli.app, ["set", "alice", "--storage", "off", "--end", "none"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "not enabled" in r.output
     monkeypatch.setattr(cli, "_client", lambda: sdk(alice))

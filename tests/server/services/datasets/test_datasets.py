@@ -338,7 +338,7 @@ def test_sdk_and_cli(alice, settings, monkeypatch):
     assert [v["version"] for v in client.datasets.versions("sdk-chat")] == [1, 2]
     r = runner.invoke(cli.app, ["show", "sdk-chat"])
     assert r.exit_code == 0 and "chat" in r.output and "train.jsonl" in r.output
-    r = runner.invoke(cli.app, ["rm", "sdk-chat", "--version", "1", "-y"])
+    r = runner.invoke(cli.app, ["rm", "sdk-chat:1", "-y"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli.app, ["rm", "sdk-chat", "-y"])
     assert r.exit_code == 0 and client.datasets.list()["total"] == 0

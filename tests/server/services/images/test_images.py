@@ -463,7 +463,7 @@ def test_sdk_and_cli(alice, settings, docker_tar, monkeypatch):
     assert r.exit_code == 0, r.output
     assert (settings.users_root / alice.id / "Image/uploaded.tar").read_bytes() == local.read_bytes()
     assert client.images.version("team/cli", "up")["archive_format"] == "oci"
-    r = runner.invoke(cli.app, ["rm", "team/cli", "--tag", "x1", "-y"])
+    r = runner.invoke(cli.app, ["rm", "team/cli:x1", "-y"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli.app, ["rm", "team/cli", "-y"])
     assert r.exit_code == 0 and client.images.list()["total"] == 1
