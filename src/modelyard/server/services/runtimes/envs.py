@@ -182,9 +182,25 @@ def find_python(settings: Settings, version: str) -> str | None:
     return r.stdout.strip() or None if r.returncode == 0 else None
 
 
+def local_folder(url: str) -> Path | None:
+    """A folder on this machine named by an index URL (a path or file://), else None."""
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    if "://" in url or not url.startswith("/"):
+        return None
+    return Path(url)
+
+
 def install_args(spec: EnvSpec) -> list[str]:
+    """uv pip install options. An index URL naming a local folder of wheels (no simple/ layout) is
+    used as the only source (--no-index --find-links), the offline way a site ships its packages."""
     args: list[str] = []
-    if spec.index_url:
+    local = local_folder(spec.index_url) if spec.index_url else None
+    if local is not None and not (local / "simple").is_dir() and any(local.glob("*.whl")):
+        args += ["--no-index", "--find-links", str(local)]
+    elif local is not None:
+        args += ["--index-url", (local / "simple" if (local / "simple").is_dir() else local).as_uri()]
+    elif spec.index_url:
         args += ["--index-url", spec.index_url]
     for url in spec.extra_index_urls:
         args += ["--extra-index-url", url]
