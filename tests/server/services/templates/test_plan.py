@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from modelyard.core.errors import Conflict
+from modelyard.core.errors import BadRequest, Conflict
 from modelyard.server.auth import Principal
 from modelyard.server.db import session_scope
 from modelyard.server.orm.templates import ServiceTemplateModel
@@ -106,7 +106,7 @@ def test_a_failed_environment_is_refused_with_its_log(make, settings, alice, ctx
             name="bad", yaml=_yaml(_free_port(), wheel_index(tmp_path / "w2")), request_cpu=1,
             request_memory_mib=256, start_command="python3 app.py", install_path="apps/bad"))
         tid, spec = t.id, template_env_spec(t)
-    with pytest.raises(Exception):
+    with pytest.raises(BadRequest):
         runtimes.prepare_env(settings, spec)
     with pytest.raises(Conflict) as err:
         _plan(ctx, tid)

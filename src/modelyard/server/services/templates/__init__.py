@@ -17,7 +17,11 @@ from modelyard.server.services.templates.service import (
     template_env_status,
     template_view,
 )
-from modelyard.server.services.templates.spec import TemplateError, parse_requirements_txt, parse_template_yaml
+from modelyard.server.services.templates.spec import (
+    TemplateError,
+    parse_requirements_txt,
+    parse_template_yaml,
+)
 
 __all__ = [
     "TYPES",

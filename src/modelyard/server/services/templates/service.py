@@ -22,8 +22,18 @@ from modelyard.server.orm.templates import ServiceTemplateModel
 from modelyard.server.services import images as images_svc
 from modelyard.server.services import models as models_svc
 from modelyard.server.services import runtimes
-from modelyard.server.services.common import get_owned, get_visible, paginate, pick_by_name, resolve_user_path, visible
-from modelyard.server.services.templates.spec import TemplateError, parse_requirements_txt, parse_template_yaml
+from modelyard.server.services.common import (
+    get_owned,
+    get_visible,
+    paginate,
+    pick_by_name,
+    resolve_user_path,
+    visible,
+)
+from modelyard.server.services.templates.spec import (
+    parse_requirements_txt,
+    parse_template_yaml,
+)
 from modelyard.server.settings import Settings
 
 TYPES = ("Endpoint",)

@@ -95,7 +95,7 @@ def _env(raw: Any) -> dict[str, str]:
             if isinstance(item, dict) and len(item) == 1:
                 pairs.append(next(iter(item.items())))
             elif isinstance(item, str) and (":" in item or "=" in item):
-                sep = min((item.index(c) for c in ":=" if c in item))
+                sep = min(item.index(c) for c in ":=" if c in item)
                 pairs.append((item[:sep], item[sep + 1:]))
             else:
                 raise TemplateError(f"yaml: env entry {item!r} is not KEY:VALUE")
