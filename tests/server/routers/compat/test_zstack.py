@@ -28,8 +28,8 @@ def world(alice, settings, ctx_of, tmp_path):
     x86 = add_image_version(ctx, alice.id, "myimage", "latest", "amd64")
     add_image_version(ctx, alice.id, "myimage-arm", "latest", "arm64")
     app_folder(settings, alice.id)
-    index = wheel_index(tmp_path)
-    return {"ctx": ctx, "body": seed_body(index=str(index), x86_image="myimage:latest", x86_vm=x86,
+    index = wheel_index(settings, alice.id)
+    return {"ctx": ctx, "body": seed_body(index=index, x86_image="myimage:latest", x86_vm=x86,
                                           arm_image="myimage-arm:latest"), "x86": x86}
 
 
@@ -116,6 +116,10 @@ def test_missing_distro_package_is_refused(alice, world):
 
 def test_unknown_yaml_key_and_bad_port_are_refused(alice, world):
     y = world["body"]["param"]["yaml"]
+    _refused(alice, _with(world["body"], yaml=y.replace("/wheelhouse", "file:///etc")), 400, "invalid_template",
+             ["folder in your files"])
+    _refused(alice, _with(world["body"], yaml=y.replace("/wheelhouse", "/etc")), 400, "invalid_template",
+             ["not a folder in your files"])
     _refused(alice, _with(world["body"], yaml=y + "gpu: all\n"), 400, "unsupported_field", ["gpu"])
     _refused(alice, _with(world["body"], yaml=y.replace("- 3000", "- 70000")), 400, "invalid_template",
              ["70000"])

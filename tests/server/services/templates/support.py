@@ -84,10 +84,10 @@ def give_node_gpu(ctx, capability: str) -> None:
             node.gpu_info = [{"name": "test GPU", "memory_mib": 16384, "compute_capability": capability}]
 
 
-def wheel_index(tmp_path: Path) -> Path:
-    d = tmp_path / "wheelhouse"
-    build_wheel(d, "tinypkg", "1.0", "VALUE = 'from-the-template-venv'\n")
-    return d
+def wheel_index(settings, user_id: str, rel: str = "wheelhouse") -> str:
+    """A folder of wheels in the user's files; returns how a template names it ("/wheelhouse")."""
+    build_wheel(settings.users_root / user_id / rel, "tinypkg", "1.0", "VALUE = 'from-the-template-venv'\n")
+    return "/" + rel
 
 
 APP = textwrap.dedent("""\

@@ -53,7 +53,7 @@ def _yaml(port: int, index, boot: float = 20) -> str:
 @pytest.fixture
 def make(alice, settings, ctx_of, tmp_path):
     ctx = ctx_of(alice)
-    index = wheel_index(tmp_path)
+    index = wheel_index(settings, alice.id)
     principal = Principal(id=alice.id, name=alice.name, role="user")
 
     def make(name: str, port: int, boot: float = 20, prepare: bool = True) -> str:
@@ -103,7 +103,7 @@ def test_a_failed_environment_is_refused_with_its_log(make, settings, alice, ctx
     app_folder(settings, alice.id, rel="apps/bad", requirements="no-such-pkg-zz\n")
     with session_scope(ctx.sessions) as s:
         t = create_template(s, settings, principal, TemplateInput(
-            name="bad", yaml=_yaml(_free_port(), wheel_index(tmp_path / "w2")), request_cpu=1,
+            name="bad", yaml=_yaml(_free_port(), wheel_index(settings, alice.id, "w2")), request_cpu=1,
             request_memory_mib=256, start_command="python3 app.py", install_path="apps/bad"))
         tid, spec = t.id, template_env_spec(t)
     with pytest.raises(BadRequest):
@@ -176,3 +176,15 @@ def test_app_never_ready_is_not_ready_within_boot_time(make, tmp_path):
         assert client.get(plan.live_path).status_code == 200  # alive, just never ready
     finally:
         _stop(proc)
+
+
+def test_local_file_requirements_are_refused(alice, settings, ctx_of):
+    ctx = ctx_of(alice)
+    principal = Principal(id=alice.id, name=alice.name, role="user")
+    for req in ("secret @ file:///etc/passwd", "./localpkg"):
+        app_folder(settings, alice.id, rel="apps/x", requirements=req + "\n")
+        with session_scope(ctx.sessions) as s, pytest.raises(BadRequest) as err:
+            create_template(s, settings, principal, TemplateInput(
+                name="x", yaml=_yaml(_free_port(), "https://pypi.org/simple"), request_cpu=1,
+                request_memory_mib=256, start_command="python3 app.py", install_path="apps/x"))
+        assert req in err.value.message

@@ -40,6 +40,7 @@ def test_defaults_and_mapping_env():
     ("services:\n  - ports: [80]\nenv: ['1BAD:x']\n", "not a valid variable name"),
     ("services:\n  - ports: [80]\ndistro:\n  packages: 'vim; rm -rf /'\n", "not a package name"),
     ("services:\n  - ports: [80]\npython:\n  conda: yes\n", "conda"),
+    ("services:\n  - ports: [80]\npython:\n  extra_index_url: /etc\n", "http(s) URL"),
     ("services:\n  - ports: [80]\n!!python/object:os.system {}\n", "does not parse"),
 ])
 def test_bad_yaml_is_refused_with_the_reason(text, words):

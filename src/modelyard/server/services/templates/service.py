@@ -7,6 +7,7 @@ and starts preparing its Python environment (a cached uv virtualenv, shared by h
 from __future__ import annotations
 
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from modelyard.server.services.templates.spec import (
 from modelyard.server.settings import Settings
 
 TYPES = ("Endpoint",)
+PY_VERSION = re.compile(r"^3(\.\d{1,2}){0,2}$")
 ARCHES = {"X86_64": "x86_64", "AMD64": "x86_64", "AARCH64": "aarch64", "ARM64": "aarch64"}
 
 
@@ -172,6 +174,36 @@ def template_env_spec(t: ServiceTemplateModel) -> runtimes.EnvSpec | None:
     return env_spec_of(t.spec, t.spec["python"]["resolved_requirements"], t.python_version, f"template {t.name}")
 
 
+def _check_requirements(requirements: list[str]) -> list[str]:
+    """PEP 508 requirements; direct references to local files are refused (they would read the
+    server's disk outside the user's files)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for line in requirements:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise BadRequest(f"requirement {line!r} is not valid: {exc}", code="invalid_template") from None
+        if req.url and not req.url.startswith(("https://", "http://")):
+            raise BadRequest(f"requirement {line!r}: only http(s) direct references are allowed; put local wheels "
+                             "in a folder of your files and name it in python.index_url", code="invalid_template")
+    return requirements
+
+
+def _index_in_user_files(settings: Settings, principal: Principal, index_url: str) -> str:
+    """An http(s) index as is; anything else names a folder of wheels in the user's own files
+    (a leading '/' is the root of their files), stored as its absolute path."""
+    if not index_url or index_url.startswith(("https://", "http://")):
+        return index_url
+    if "://" in index_url:
+        raise BadRequest(f"python.index_url {index_url!r}: use an http(s) URL or a folder in your files",
+                         code="invalid_template")
+    folder = resolve_user_path(settings, principal.id, index_url)
+    if not folder.is_dir():
+        raise BadRequest(f"python.index_url {index_url!r} is not a folder in your files", code="invalid_template")
+    return str(folder)
+
+
 # --- create / read / delete --------------------------------------------------------------------
 
 def _required(inp: TemplateInput) -> None:
@@ -212,6 +244,9 @@ def create_template(session: Session, settings: Settings, principal: Principal, 
         if not nodes_with_capability(session, inp.gpu_compute_capability):
             raise BadRequest(f"no node has a GPU with compute capability >= {inp.gpu_compute_capability}",
                              code="no_matching_node")
+    if inp.python_version and not PY_VERSION.match(inp.python_version):
+        raise BadRequest(f"pythonVersion {inp.python_version!r} is not a version like 3.11 or 3.11.7",
+                         code="invalid_template")
     if inp.python_version and runtimes.find_python(settings, inp.python_version) is None:
         raise BadRequest(f"python {inp.python_version} is not installed on this platform (the server runs "
                          f"{platform.python_version()}; omit pythonVersion to use it)", code="python_unavailable")
@@ -231,7 +266,8 @@ def create_template(session: Session, settings: Settings, principal: Principal, 
             raise BadRequest(f"requirements file {spec['python']['requirements_txt']} not found in installPath",
                              code="invalid_template")
         requirements += parse_requirements_txt(txt.read_text(errors="replace"))
-    spec["python"]["resolved_requirements"] = requirements
+    spec["python"]["resolved_requirements"] = _check_requirements(requirements)
+    spec["python"]["index_url"] = _index_in_user_files(settings, principal, spec["python"]["index_url"])
     images = _resolve_images(session, principal, inp.architecture_images)
     model_ids = [models_svc.get_model(session, principal, str(m)).id for m in inp.model_ids]
     existing = session.scalar(select(ServiceTemplateModel).where(ServiceTemplateModel.owner_id == principal.id,

@@ -12,7 +12,7 @@
     python:
       requirements_txt: ./requirements.txt   # relative to installPath (in your files)
       requirements: ["pkg==1.0"]             # or inline
-      index_url: https://pypi.org/simple     # or a local folder of wheels
+      index_url: https://pypi.org/simple     # or a folder of wheels in your files
       trusted_host: pypi.example.com
 
 Every key is honoured or refused (unsupported_field); nothing is silently dropped.
@@ -158,7 +158,14 @@ def _python(raw: Any) -> dict:
         raise TemplateError("yaml: python.requirements_txt must be a path")
     return {"requirements_txt": txt.strip(), "requirements": [r.strip() for r in reqs],
             "index_url": index.strip(), "trusted_hosts": strings("trusted_host"),
-            "extra_index_urls": strings("extra_index_url")}
+            "extra_index_urls": _http_urls(strings("extra_index_url"))}
+
+
+def _http_urls(urls: list[str]) -> list[str]:
+    for u in urls:
+        if not u.startswith(("https://", "http://")):
+            raise TemplateError(f"yaml: python.extra_index_url {u!r} must be an http(s) URL")
+    return urls
 
 
 def parse_template_yaml(text: str) -> dict:
