@@ -42,6 +42,7 @@ def test_defaults_and_mapping_env():
     ("services:\n  - ports: [80]\npython:\n  conda: yes\n", "conda"),
     ("services:\n  - ports: [80]\npython:\n  extra_index_url: /etc\n", "http(s) URL"),
     ("services:\n  - ports: [80]\n!!python/object:os.system {}\n", "does not parse"),
+    ("services: " + "[" * 100_000 + "]" * 100_000 + "\n", "yaml"),
 ])
 def test_bad_yaml_is_refused_with_the_reason(text, words):
     with pytest.raises(BadRequest) as err:

@@ -179,6 +179,8 @@ def parse_template_yaml(text: str) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise TemplateError(f"yaml does not parse{where}: {problem}") from None
+    except RecursionError:
+        raise TemplateError("yaml is nested too deeply") from None
     if not isinstance(doc, dict):
         raise TemplateError("yaml must be a mapping with `services` (and optionally env, distro, python)")
     _unsupported("yaml", set(doc) - TOP_KEYS)
