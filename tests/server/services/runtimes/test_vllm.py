@@ -91,7 +91,7 @@ def _vllm_home() -> Path | None:
 
 @pytest.mark.vllm
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1900)
 def test_real_vllm_replica_answers_a_chat_request(tmp_path):
     home = _vllm_home()
     if home is None:

@@ -20,7 +20,7 @@ from modelyard.server.services.runtimes.catalog import _has_cuda, require_ready
 from modelyard.server.services.runtimes.envs import env_dir
 from modelyard.server.settings import Settings
 
-BOOT_TIMEOUT_S = 900.0  # a cold CPU start compiles; a big model on a slow disk loads for minutes
+BOOT_TIMEOUT_S = 1800.0  # a cold CPU start compiles: SmolLM2-135M took 17 min on 2 busy cores (load 11)
 DEFAULT_MAX_MODEL_LEN = 4096  # cap: the KV cache per sequence is sized by it
 
 
