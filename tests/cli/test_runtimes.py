@@ -30,6 +30,7 @@ def test_ls_and_install_with_progress(admin, alice, monkeypatch, tmp_path, setti
     monkeypatch.setattr(cli, "_client", lambda: sdk_for(admin))
     r = runner.invoke(cli.app, ["install", "vllm", "--poll", "0.2"])
     assert r.exit_code == 0, r.stdout
+    assert "vllm: " in r.stdout  # progress lines (not a TTY)
     assert "vllm is ready" in r.stdout
     assert runtimes_svc.is_ready(settings, "vllm")
     r = runner.invoke(cli.app, ["ls"])

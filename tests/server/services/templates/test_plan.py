@@ -97,7 +97,7 @@ def test_plan_refuses_until_prepared_then_plans_the_relay(make, settings, alice)
     assert (plan.ready_path, plan.live_path, plan.boot_timeout_s, plan.kind) == ("/readyz", "/livez", 20.0, "http")
 
 
-def test_a_failed_environment_is_refused_with_its_log(make, settings, alice, ctx_of, tmp_path):
+def test_a_failed_environment_is_refused_with_its_log(make, settings, alice, wait_for):
     ctx, _ = make
     principal = Principal(id=alice.id, name=alice.name, role="user")
     app_folder(settings, alice.id, rel="apps/bad", requirements="no-such-pkg-zz\n")
@@ -106,8 +106,8 @@ def test_a_failed_environment_is_refused_with_its_log(make, settings, alice, ctx
             name="bad", yaml=_yaml(_free_port(), wheel_index(settings, alice.id, "w2")), request_cpu=1,
             request_memory_mib=256, start_command="python3 app.py", install_path="apps/bad"))
         tid, spec = t.id, template_env_spec(t)
-    with pytest.raises(BadRequest):
-        runtimes.prepare_env(settings, spec)
+    # creation started the preparation in the background; it fails on the unknown package
+    wait_for(lambda: runtimes.env_status(settings, spec)["state"] == "failed", timeout=120)
     with pytest.raises(Conflict) as err:
         _plan(ctx, tid)
     assert err.value.code == "template_env_failed" and "no-such-pkg-zz" in err.value.details["log_tail"]

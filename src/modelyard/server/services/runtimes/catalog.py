@@ -10,11 +10,17 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import replace
 
 from modelyard.core.errors import BadRequest, Conflict, NotFound
-from modelyard.server.services.runtimes.envs import EnvSpec, Progress, env_dir, env_status, prepare_env
+from modelyard.server.services.runtimes.envs import (
+    EnvSpec,
+    Progress,
+    env_dir,
+    env_status,
+    prepare_env,
+    start_prepare_env,
+)
 from modelyard.server.settings import Settings
 
 RUNTIMES = ("transformers", "vllm")
@@ -23,10 +29,6 @@ VLLM_CUDA_REQUIREMENTS = ("vllm",)
 VLLM_CPU_REMOVE = ("torchvision", "torchaudio", "torchcodec")
 VLLM_APPROX_SIZE = "≈3.1 GB"
 INSTALL_HINT = "run `modelyard runtimes install {name}` (or POST /api/v1/runtimes/{name}/install as admin)"
-
-_threads: dict[str, threading.Thread] = {}
-_threads_lock = threading.Lock()
-
 
 def _has_cuda() -> bool:
     from modelyard.server.services.resources import detect_gpus
@@ -111,24 +113,9 @@ def start_prepare(settings: Settings, name: str) -> dict:
 
 
 def start_env_prepare(settings: Settings, spec: EnvSpec, *, key: str, status=None) -> dict:
-    """Prepare any environment in a background thread unless one is at it already. The failure is
-    recorded in the environment's status file, so the thread swallows it."""
-    def run() -> None:
-        try:
-            prepare_env(settings, spec)
-        except Exception:  # noqa: BLE001 — already in the status file with the log tail
-            pass
-        finally:
-            with _threads_lock:
-                _threads.pop(thread_key, None)
-
-    thread_key = f"{settings.home}:{key}:{spec.key}"
-    with _threads_lock:
-        if thread_key not in _threads and env_status(settings, spec)["state"] != "ready":
-            t = threading.Thread(target=run, name=f"prepare-{key}", daemon=True)
-            _threads[thread_key] = t
-            t.start()
-    return status() if status else env_status(settings, spec)
+    """Prepare any environment in the background (once at a time); returns the status now."""
+    st = start_prepare_env(settings, spec, name=key)
+    return status() if status else st
 
 
 def require_ready(settings: Settings, name: str) -> EnvSpec:

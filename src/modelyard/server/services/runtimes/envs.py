@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,8 +124,43 @@ def _lock_held(settings: Settings, key: str) -> bool:
         return False
 
 
+# background preparations of this process, by (home, key): a status read right after one starts
+# says "preparing" even before its thread has taken the lock and written the status file
+_background: dict[tuple[str, str], threading.Thread] = {}
+_background_lock = threading.Lock()
+
+
+def start_prepare_env(settings: Settings, spec: EnvSpec, *, name: str = "") -> dict:
+    """Prepare in a background thread unless one is at it already; returns the status now. A
+    failure is recorded in the status file (with the log tail), so the thread swallows it."""
+    slot = (str(settings.home), spec.key)
+
+    def run() -> None:
+        try:
+            prepare_env(settings, spec)
+        except Exception:  # noqa: BLE001 — already in the status file
+            pass
+        finally:
+            with _background_lock:
+                _background.pop(slot, None)
+
+    with _background_lock:
+        if slot not in _background and env_status(settings, spec)["state"] != "ready":
+            t = threading.Thread(target=run, name=f"prepare-{name or spec.key}", daemon=True)
+            _background[slot] = t
+            t.start()
+    return env_status(settings, spec)
+
+
 def env_status(settings: Settings, spec: EnvSpec) -> dict:
     """{"state": absent|preparing|ready|failed, "path", "key", ...} — read from disk, never blocks."""
+    st = _env_status_on_disk(settings, spec)
+    if st["state"] in ("absent", "failed") and (str(settings.home), spec.key) in _background:
+        return {**st, "state": "preparing", "progress": {"phase": "starting", "done": 0, "total": 0}}
+    return st
+
+
+def _env_status_on_disk(settings: Settings, spec: EnvSpec) -> dict:
     key = spec.key
     base = {"key": key, "path": str(envs_root(settings) / key)}
     path = _status_path(settings, key)
@@ -220,7 +256,7 @@ def prepare_env(settings: Settings, spec: EnvSpec, progress: Progress | None = N
     report = progress or (lambda _s: None)
     with open(_lock_path(settings, key), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent preparer of the same key finishes first
-        current = env_status(settings, spec)
+        current = _env_status_on_disk(settings, spec)
         if current["state"] == "ready":
             report(current)
             return current
