@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     models,
     resources,
     searches,  # noqa: F401  (hyperparameter searches)
+    templates,
     users,
 )
 from .base import Base, IdMixin, TimestampMixin, utcnow  # noqa: F401
@@ -21,4 +22,5 @@ from .resources import (  # noqa: F401
     ResourceGroupModel,
     TagModel,
 )
+from .templates import ServiceTemplateModel  # noqa: F401
 from .users import ApiTokenModel, UserModel  # noqa: F401
