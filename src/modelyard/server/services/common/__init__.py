@@ -32,6 +32,12 @@ from modelyard.server.services.common.references import (
     ensure_unused,
     remove_checker,
 )
+from modelyard.server.services.common.refs import (
+    AmbiguousReference,
+    may_see,
+    resolve_owned_ref,
+    resolve_ref,
+)
 from modelyard.server.services.common.wake import (
     add_waker,
     remove_waker,
@@ -40,6 +46,10 @@ from modelyard.server.services.common.wake import (
 )
 
 __all__ = [
+    "AmbiguousReference",
+    "may_see",
+    "resolve_owned_ref",
+    "resolve_ref",
     "Check",
     "Move",
     "SideEffect",

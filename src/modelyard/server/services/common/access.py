@@ -53,17 +53,7 @@ def paginate(session: Session, stmt: Select, *, page: int = 1, page_size: int = 
 
 
 def pick_by_name(session: Session, cls: Any, name: str, principal: Principal, *, what: str) -> Any:
-    """An object by name: the caller's own first, else the single visible (public) one. Several
-    visible candidates and none of them the caller's -> 409 ambiguous (use the id)."""
-    from modelyard.core.errors import Conflict
+    """An object by name, id or id prefix: services/common/refs.py's rules."""
+    from modelyard.server.services.common.refs import resolve_ref
 
-    cands = list(session.scalars(visible(select(cls).where(cls.name == name), cls, principal)
-                                 .order_by(cls.created_at)))
-    own = [c for c in cands if c.owner_id == principal.id]
-    if own:
-        return own[0]
-    if len(cands) == 1:
-        return cands[0]
-    if len(cands) > 1:
-        raise Conflict(f"{what} name {name!r} is ambiguous ({len(cands)} {what}s); use its id", code="ambiguous")
-    raise NotFound(f"{what} {name} not found")
+    return resolve_ref(session, cls, name, principal, what=what)

@@ -48,6 +48,7 @@ from modelyard.server.schemas.jobs import JobSubmit
 from modelyard.server.services import events
 from modelyard.server.services.common import access
 from modelyard.server.services.common.paths import resolve_user_path, user_root
+from modelyard.server.services.common.refs import resolve_owned_ref, resolve_ref
 from modelyard.server.services.common.wake import wake_after_commit
 from modelyard.server.services.jobs import admission, command
 from modelyard.server.services.jobs.resolve import (
@@ -283,11 +284,12 @@ def replica_env(settings: Settings, job: JobModel, *, role: str, index: int, ran
 # --- reading -----------------------------------------------------------------------------------
 
 def get_job(session: Session, principal: Principal, job_id: str) -> JobModel:
-    return access.get_visible(session, JobModel, job_id, principal, what="job")
+    """By id, unique id prefix or name (several jobs of the caller's with that name: the newest)."""
+    return resolve_ref(session, JobModel, job_id, principal, what="job", newest=True)
 
 
 def _get_owned(session: Session, principal: Principal, job_id: str, *, lock: bool = False) -> JobModel:
-    job = access.get_owned(session, JobModel, job_id, principal, what="job")
+    job = resolve_owned_ref(session, JobModel, job_id, principal, what="job", newest=True)
     if lock:  # PostgreSQL: serialise with the scheduler / reconciler acting on the same job
         session.refresh(job, with_for_update=True)
     return job

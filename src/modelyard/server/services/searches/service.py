@@ -49,6 +49,7 @@ from modelyard.server.orm.jobs import JobModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
 from modelyard.server.services import events
 from modelyard.server.services.common import access
+from modelyard.server.services.common.refs import resolve_owned_ref, resolve_ref
 from modelyard.server.services.searches.driver import (
     _jobs,
     _stop,
@@ -146,7 +147,7 @@ def _submit_probe_data(session: Session, ctx: Any, principal: Principal, req) ->
 
 
 def get_search(session: Session, principal: Principal, search_id: str) -> SearchModel:
-    return access.get_visible(session, SearchModel, search_id, principal, what="search")
+    return resolve_ref(session, SearchModel, search_id, principal, what="search", newest=True)
 
 
 def list_searches(session: Session, principal: Principal, *, states: list[str] | None = None, page: int = 1,
@@ -159,7 +160,7 @@ def list_searches(session: Session, principal: Principal, *, states: list[str] |
 
 
 def cancel_search(session: Session, ctx: Any, *, principal: Principal, search_id: str) -> SearchModel:
-    search = access.get_owned(session, SearchModel, search_id, principal, what="search")
+    search = resolve_owned_ref(session, SearchModel, search_id, principal, what="search", newest=True)
     advisory_lock(session, f"search:{search.id}")
     session.refresh(search)
     if search.state != "running":
