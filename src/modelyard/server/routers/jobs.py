@@ -143,6 +143,15 @@ def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
                              headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
 
 
+@router.delete("/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a finished job",
+               description="Removes the job's rows, metric series and job folder (an event records it). Refused "
+                           "with 409 job_active while the job is not finished (cancel it first) and with 409 in_use "
+                           "while a model version's lineage names it as the job that produced it.")
+def delete_job(job_id: str, ctx: CtxDep, principal: UserDep):
+    with session_scope(ctx.sessions) as session:
+        svc.delete_job(session, ctx, principal=principal, job_ref=job_id)
+
+
 @router.post("/jobs/{job_id}/cancel", response_model=JobResponse,
              summary="Cancel: queued at once; running: SIGTERM, SIGKILL after the grace period")
 def cancel(job_id: str, ctx: CtxDep, principal: UserDep):

@@ -41,6 +41,14 @@ def get_search(search_id: str, session: SessionDep, principal: UserDep):
     return svc.detail(session, svc.get_search(session, principal, search_id))
 
 
+@router.delete("/searches/{search_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a finished search",
+               description="Removes the search and its trial rows; the trials' jobs stay (delete each with "
+                           "DELETE /api/v1/jobs/{ref}). A running search is refused (409 search_running): cancel it "
+                           "first.")
+def delete(search_id: str, session: SessionDep, ctx: CtxDep, principal: UserDep):
+    svc.delete_search(session, ctx, principal=principal, search_ref=search_id)
+
+
 @router.post("/searches/{search_id}/cancel", response_model=SearchDetail,
              summary="Cancel the search and its unfinished trials' jobs")
 def cancel(search_id: str, session: SessionDep, ctx: CtxDep, principal: UserDep):

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
-from modelyard.server.deps import AdminDep, SessionDep, SettingsDep, UserDep
+from modelyard.server.deps import AdminDep, CtxDep, SessionDep, SettingsDep, UserDep
 from modelyard.server.schemas.users import (
     TokenCreatedResponse,
     TokenCreateRequest,
@@ -30,6 +30,24 @@ def list_users(session: SessionDep, _admin: AdminDep):
 @router.get("/users/me", response_model=UserResponse)
 def me(session: SessionDep, principal: UserDep):
     return svc.get_user(session, principal.id)
+
+
+@router.get("/users/{ref}", response_model=UserResponse, summary="Admin: one user",
+            description="A user by id, unique id prefix (4+ characters) or name. Deleted accounts answer 404.")
+def get_user(ref: str, session: SessionDep, _admin: AdminDep):
+    return svc.get_user_ref(session, ref)
+
+
+@router.delete("/users/{ref}", status_code=status.HTTP_204_NO_CONTENT, summary="Admin: delete a user",
+               description="Closes the account: tokens revoked, name released (renamed `<name>.deleted-<id8>`), "
+                           "its files, models, datasets and images kept so no lineage breaks (delete them one by one "
+                           "if wanted). Refused (409 user_busy, listing them) while the user has active jobs, running "
+                           "searches or open uploads, unless force=true, which cancels them first. An admin cannot "
+                           "delete itself.")
+def delete_user(ref: str, session: SessionDep, ctx: CtxDep, admin: AdminDep,
+                force: bool = Query(False, description="cancel the user's active jobs, running searches and open "
+                                                       "uploads first instead of refusing")):
+    svc.delete_user(session, ctx, admin=admin, user_ref=ref, force=force)
 
 
 @router.get("/tokens", response_model=list[TokenResponse])

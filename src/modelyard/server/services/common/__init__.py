@@ -38,6 +38,9 @@ from modelyard.server.services.common.refs import (
     resolve_owned_ref,
     resolve_ref,
 )
+from modelyard.server.services.common.txn import (
+    after_commit,
+)
 from modelyard.server.services.common.wake import (
     add_waker,
     remove_waker,
@@ -58,6 +61,7 @@ __all__ = [
     "T",
     "WakeableLoop",
     "add_waker",
+    "after_commit",
     "checker",
     "clean_rel",
     "effect",

@@ -10,6 +10,10 @@ from modelyard.server.services.jobs.processes import (
 from modelyard.server.services.jobs.references import (
     register,
 )
+from modelyard.server.services.jobs.removal import (
+    delete_job,
+    lineage_users,
+)
 from modelyard.server.services.jobs.resolve import (
     DATA_SUFFIXES,
     detect_shape,
@@ -96,6 +100,8 @@ __all__ = [
     "TERMINAL",
     "TRAINING_KINDS",
     "cancel_job",
+    "delete_job",
+    "lineage_users",
     "check_edge",
     "describe_exit_code",
     "detect_shape",

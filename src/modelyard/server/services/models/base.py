@@ -25,6 +25,7 @@ from modelyard.server.orm.models import (
 from modelyard.server.orm.users import UserModel
 from modelyard.server.services.common.access import paginate, visible
 from modelyard.server.services.common.refs import resolve_ref
+from modelyard.server.services.common.txn import after_commit
 from modelyard.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,23 +42,7 @@ IMPORTING, DONE, FAILED = ImportStatus.importing.value, ImportStatus.done.value,
 
 # --- small helpers ---------------------------------------------------------------------------------
 
-def _after_commit(session: Session, fn: Callable[[], None]) -> None:
-    """Run fn once the session's transaction commits (never if it rolls back)."""
-    state = {"done": False}
-
-    def on_commit(_s):
-        if not state["done"]:
-            state["done"] = True
-            try:
-                fn()
-            except Exception:  # pragma: no cover - a post-commit action must not break the commit
-                log.exception("post-commit action failed")
-
-    def on_rollback(_s):
-        state["done"] = True
-
-    event.listen(session, "after_commit", on_commit, once=True)
-    event.listen(session, "after_rollback", on_rollback, once=True)
+_after_commit = after_commit  # services/common/txn.py
 
 
 def _after_rollback(session: Session, fn: Callable[[], None]) -> None:

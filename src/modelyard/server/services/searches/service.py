@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from modelyard.core.errors import BadRequest, Conflict, ModelyardError
@@ -166,6 +166,27 @@ def cancel_search(session: Session, ctx: Any, *, principal: Principal, search_id
     if search.state != "running":
         raise Conflict(f"search {search.id} already {search.state}", code="search_finished")
     _stop(session, ctx, search, state="cancelled", reason="cancelled by user", actor=principal)
+    return search
+
+
+def delete_search(session: Session, ctx: Any, *, principal: Principal, search_ref: str) -> SearchModel:
+    """Remove a finished search and its trial rows. Its trials' jobs stay (each deletable on its
+    own); they simply no longer belong to a search. A running search is refused: cancel it first."""
+    search = resolve_owned_ref(session, SearchModel, search_ref, principal, what="search", newest=True)
+    advisory_lock(session, f"search:{search.id}")
+    session.refresh(search)
+    if search.state == "running":
+        raise Conflict(f"search {search.name} ({search.id}) is running; cancel it first "
+                       f"(POST /api/v1/searches/{search.id}/cancel)", code="search_running")
+    for job in session.scalars(select(JobModel).where(JobModel.search_id == search.id)):
+        job.search_id = None
+    n = len(_trials(session, search.id))
+    session.execute(delete(SearchTrialModel).where(SearchTrialModel.search_id == search.id))
+    events.record(session, actor_id=principal.id, kind="search.deleted", object_type="search", object_id=search.id,
+                  message=f"search {search.name} deleted ({n} trials; their jobs stay)",
+                  data={"name": search.name, "trials": n})
+    session.delete(search)
+    session.flush()
     return search
 
 
