@@ -167,11 +167,16 @@ def resume(job_id: str, ctx: CtxDep, principal: UserDep):
 
 
 @router.post("/jobs/{job_id}/register", status_code=status.HTTP_201_CREATED,
-             summary="Register the job's output folder as a new model version (lineage: job, base, dataset)")
-def register(job_id: str, req: RegisterOutputRequest, ctx: CtxDep, principal: UserDep):
+             summary="Register the job's output folder as a model version (lineage: job, base, dataset)",
+             description="201 with the new version; idempotent: a job whose output is already a version "
+                         "(registered before, or automatically by a training job) answers 200 with that version.")
+def register(job_id: str, req: RegisterOutputRequest, ctx: CtxDep, principal: UserDep, response: Response):
     with session_scope(ctx.sessions) as session:
+        before = svc.get_job(session, principal, job_id).output_model_version_id
         mv = svc.register_output(session, ctx, principal=principal, job_id=job_id, model_name=req.model_name,
                                  description=req.description, path=req.path)
+        if before is not None and mv.id == before:
+            response.status_code = status.HTTP_200_OK  # already registered: the same version again
         return {"id": mv.id, "model_id": mv.model_id, "version": mv.version, "format": mv.format,
                 "path": mv.path, "status": mv.status, "job_id": mv.job_id,
                 "base_version_id": mv.base_version_id, "dataset_version_id": mv.dataset_version_id}

@@ -44,6 +44,7 @@ from modelyard.server.auth import Principal
 from modelyard.server.orm import AllocationModel, UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobMetricModel, JobModel, JobReplicaModel
+from modelyard.server.orm.models import ModelVersionModel
 from modelyard.server.schemas.jobs import JobSubmit
 from modelyard.server.services import events
 from modelyard.server.services.common import access
@@ -425,11 +426,18 @@ def resume_job(session: Session, ctx: Any, *, principal: Principal, job_id: str)
 
 def register_output(session: Session, ctx: Any, *, principal: Principal, job_id: str, model_name: str,
                     description: str = "", path: str | None = None) -> Any:
-    """Register a succeeded job's output folder (or a folder in it) as a new model version."""
+    """Register a succeeded job's output folder (or a folder in it) as a new model version; a job
+    whose output is already registered gets that version back (nothing new is created)."""
     job = _get_owned(session, principal, job_id)
     if job.state != JobState.succeeded.value:
         raise Conflict(f"job {job.id} is {job.state}; only a succeeded job's output can be registered",
                        code="job_not_succeeded")
+    if job.output_model_version_id:
+        # idempotent: the job's output is already a version (a second call, or a training job's
+        # automatic registration); hand that one back instead of a duplicate
+        existing = session.get(ModelVersionModel, job.output_model_version_id)
+        if existing is not None:
+            return existing
     out = output_dir(ctx.settings, job)
     src = out
     if path:
