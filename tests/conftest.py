@@ -23,7 +23,6 @@ from fastapi.testclient import TestClient
 
 from modelyard.server.app import create_app
 from modelyard.server.settings import Settings
-
 from tests import harness
 from tests.harness import ADMIN_TOKEN
 

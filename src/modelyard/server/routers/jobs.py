@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from modelyard.core.errors import BadRequest
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
 from modelyard.server.routers.params import AttemptQ, IdQ, ListQ, OffsetQ, PageQ, PageSizeQ, SearchQ, StepQ
@@ -37,20 +36,31 @@ def submit(req: JobSubmit, ctx: CtxDep, principal: UserDep):
 
 @router.get("/jobs", response_model=Page[JobResponse])
 def list_jobs(ctx: CtxDep, principal: UserDep, state: ListQ = None, kind: ListQ = None, q: SearchQ = None,
-              search_id: IdQ = None, page: PageQ = 1, page_size: PageSizeQ = 20):
+              search_id: IdQ = None, page: PageQ = 1, page_size: PageSizeQ = 20,
+              strategy: ListQ = None):
     with session_scope(ctx.sessions, readonly=True) as session:
         items, total = svc.list_jobs(session, principal, page=page, page_size=page_size, states=_csv(state),
-                                     kinds=_csv(kind), q=q, search_id=search_id)
+                                     kinds=_csv(kind), q=q, search_id=search_id, strategies=_csv(strategy))
     return Page(items=[JobResponse.model_validate(j) for j in items], total=total, page=page, page_size=page_size)
 
 
-@router.get("/jobs/hyperparameters", summary="The hyperparameters a training job accepts")
-def hyperparameters(principal: UserDep, strategy: str = "LoRA", is_pretrain: bool = False):
-    try:
-        from modelyard.runtime import hparams
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise BadRequest("training runtime not installed") from exc
-    return {"strategy": hparams.normalize_strategy(strategy, is_pretrain), "hyperparameters": hparams.describe(strategy, is_pretrain)}
+@router.get("/hparams", tags=["hyperparameters"], summary="Every hyperparameter a training job accepts",
+            description="Name, type, default, range or choices, the strategies it applies to (lora, full, qlora, "
+                        "pretrain) and a one-line description, from the trainer's typed table. `strategy` narrows "
+                        "the list to one strategy.")
+def hparams_catalog(principal: UserDep, strategy: str | None = Query(
+        None, max_length=32, description="only the hyperparameters of this strategy: lora, full, qlora or pretrain")):
+    return svc.hparams_catalog(strategy)
+
+
+@router.get("/jobs/hyperparameters", tags=["hyperparameters"],
+            summary="The hyperparameters of one strategy (older form of /hparams)",
+            description="Kept for existing clients: the hyperparameters a training job of `strategy` accepts "
+                        "(lora by default; the seed's LoRA / FineTune are accepted).")
+def hyperparameters(principal: UserDep, strategy: str = Query("lora", max_length=32, description="lora, full, "
+                    "qlora or pretrain (LoRA / FineTune accepted)"),
+                    is_pretrain: bool = Query(False, description="pre-training (same as strategy pretrain)")):
+    return svc.hparams_for(strategy, is_pretrain)
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail)

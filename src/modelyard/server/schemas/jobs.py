@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from modelyard.core.strategies import canonical, normalize_strategy
 
 from .common import MAX_DESCRIPTION, MAX_SAFE_INT, ORMModel, UTCDateTime
 
@@ -44,7 +46,7 @@ class JobSubmit(BaseModel):
     """A job: `custom` (command in an image's environment) or `finetune` / `pretrain`
     (the platform's trainer on a registry model and a dataset)."""
 
-    model_config = ConfigDict(extra="forbid", str_max_length=MAX_ARG_BYTES)
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_ARG_BYTES, populate_by_name=True)
 
     name: str | None = Field(None, max_length=128)
     description: str = Field("", max_length=1024)
@@ -69,7 +71,9 @@ class JobSubmit(BaseModel):
     dataset: str | None = Field(None, description="dataset version id, or dataset name/id (latest version)")
     input_type: Literal["dataset", "local"] | None = None
     input_dir: str | None = Field(None, description="input_type local: folder with train/ and validate/ (default Data)")
-    strategy: str | None = Field(None, description="LoRA | FineTune")
+    strategy: str | None = Field(None, description="training strategy: lora (default), full, qlora (4-bit base, "
+                                 "needs a CUDA GPU and bitsandbytes) or pretrain (= kind pretrain); the seed's "
+                                 "LoRA / FineTune are accepted too")
     config: dict[str, Any] | None = Field(None, description="the seed's config.json structure")
     profile_path: str | None = Field(None, description="a config.json in the user's files")
     common_hyperparameters: list[dict[str, Any]] | dict[str, Any] | None = None
@@ -77,7 +81,10 @@ class JobSubmit(BaseModel):
     checkpoint_dir: str | None = Field(None, description="relative to the user's root (default: the job's folder)")
     output_dir: str | None = Field(None, description="a folder in your files the job writes its output to "
                                                      "(${output_dir}, OUTPUT_DIR; default: the job's folder)")
-    output_model_name: str | None = Field(None, description="registry model the output becomes a version of")
+    output_model_name: str | None = Field(None, validation_alias=AliasChoices("output_model", "output_model_name"),
+                                          description="the registry model the output becomes the next version of "
+                                                      "(also accepted as output_model); default "
+                                                      "<base model name>-<strategy>, e.g. smollm2-135m-lora")
     resume: bool = Field(False, description="continue from the newest checkpoint in checkpoint_dir")
     search_id: str | None = Field(None, description="one of your own searches (its trial jobs name it)")
     # sandbox and placement
@@ -89,6 +96,13 @@ class JobSubmit(BaseModel):
                                                          "(key, id or name: seed zoneId / resourceGroupKey / zoneName)")
     # kept and shown (seed type / createWay / algorithmId / resourceType / podDelete)
     labels: dict[str, str] = Field(default_factory=dict, description="free-form facts about the job, shown back")
+
+    @model_validator(mode="after")
+    def _pretrain_strategy_is_a_kind(self):
+        # strategy pretrain on a training job means kind pretrain (one vocabulary, two ways to say it)
+        if self.strategy and self.kind == "finetune" and normalize_strategy(self.strategy) == "pretrain":
+            self.kind = "pretrain"
+        return self
 
     @field_validator("name")
     @classmethod
@@ -167,6 +181,13 @@ class JobResponse(ORMModel):
     running_at: UTCDateTime | None
     finished_at: UTCDateTime | None
     cancel_requested_at: UTCDateTime | None
+
+    @model_validator(mode="after")
+    def _native_strategy(self):
+        # rows written before the one vocabulary hold LoRA / FineTune
+        if self.kind in ("finetune", "pretrain"):
+            self.strategy = canonical(self.strategy, self.is_pretrain)
+        return self
 
 
 class JobAllocation(BaseModel):

@@ -35,6 +35,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import ValidationError
 
 from modelyard.core.errors import BadRequest
+from modelyard.core.strategies import seed_name
 from modelyard.core.units import gib_to_mib, mib_to_gib
 from modelyard.server.auth import Principal
 from modelyard.server.db import session_scope
@@ -262,7 +263,7 @@ def task_view(job: Any, user_name: str | None = None) -> dict[str, Any]:
         "createWay": labels.get("createWay") or ("custom" if job.kind == "custom" else "system"),
         "type": labels.get("type") or "PyTorch", "algorithmId": labels.get("algorithmId"),
         "resourceType": labels.get("resourceType"), "podDelete": labels.get("podDelete"),
-        "llmTrainFramework": "PyTorch", "fineTuneStrategy": job.strategy,
+        "llmTrainFramework": "PyTorch", "fineTuneStrategy": seed_name(job.strategy, job.is_pretrain),
         "nodeName": (spec.get("placement") or {}).get("node_names") or [],
         "zoneId": (spec.get("placement") or {}).get("group"),
         "modelId": model.get("model_id"), "modelVersionId": job.model_version_id, "modelVersion": model.get("version"),
@@ -408,7 +409,7 @@ def _task_models(session, principal: Principal, body: ListBody, page: int, size:
         training = (j.spec or {}).get("training") or {}
         out.append({
             "taskId": j.id, "taskName": j.name, "status": j.state, "isPretrain": 1 if j.is_pretrain else 0,
-            "fineTuneStrategy": j.strategy, "userId": j.owner_id, "userName": names.get(j.owner_id),
+            "fineTuneStrategy": seed_name(j.strategy, j.is_pretrain), "userId": j.owner_id, "userName": names.get(j.owner_id),
             "modelVersionId": j.output_model_version_id, "modelId": getattr(v, "model_id", None),
             "modelName": getattr(m, "name", None), "modelVersion": getattr(v, "version", None),
             "format": getattr(v, "format", None), "path": getattr(v, "path", None),

@@ -5,7 +5,6 @@ from modelyard.server.services.common.access import (
     get_owned,
     get_visible,
     paginate,
-    pick_by_name,
     visible,
 )
 from modelyard.server.services.common.door import (
@@ -15,6 +14,9 @@ from modelyard.server.services.common.door import (
     StateDoor,
     effect,
     wake_scheduler,
+)
+from modelyard.server.services.common.filters import (
+    enum_filter,
 )
 from modelyard.server.services.common.loops import (
     WakeableLoop,
@@ -35,6 +37,7 @@ from modelyard.server.services.common.references import (
 from modelyard.server.services.common.refs import (
     AmbiguousReference,
     may_see,
+    pick_by_name,
     resolve_owned_ref,
     resolve_ref,
 )
@@ -65,6 +68,7 @@ __all__ = [
     "checker",
     "clean_rel",
     "effect",
+    "enum_filter",
     "ensure_unused",
     "get_owned",
     "get_visible",

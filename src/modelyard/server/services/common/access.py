@@ -50,10 +50,3 @@ def paginate(session: Session, stmt: Select, *, page: int = 1, page_size: int = 
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
     return items, int(total)
-
-
-def pick_by_name(session: Session, cls: Any, name: str, principal: Principal, *, what: str) -> Any:
-    """An object by name, id or id prefix: services/common/refs.py's rules."""
-    from modelyard.server.services.common.refs import resolve_ref
-
-    return resolve_ref(session, cls, name, principal, what=what)

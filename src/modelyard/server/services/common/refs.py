@@ -105,6 +105,11 @@ def resolve_ref(session: Session, cls: Any, ref: str, principal: Principal | Non
     raise NotFound(f"{what} {ref} not found", code=not_found_code)
 
 
+def pick_by_name(session: Session, cls: Any, name: str, principal: Principal, *, what: str) -> Any:
+    """An object by name, id or id prefix (the older name of resolve_ref, kept for its callers)."""
+    return resolve_ref(session, cls, name, principal, what=what)
+
+
 def resolve_owned_ref(session: Session, cls: Any, ref: str, principal: Principal, *, what: str, **kw) -> Any:
     """For changes: resolve, then the caller must own it (or be an admin): 403 otherwise."""
     from modelyard.core.errors import Forbidden

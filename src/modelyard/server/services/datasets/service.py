@@ -39,9 +39,9 @@ from modelyard.server.db import advisory_lock, session_scope
 from modelyard.server.orm.datasets import SPLITS, DatasetModel, DatasetVersionModel
 from modelyard.server.services import events
 from modelyard.server.services.common import references
-from modelyard.server.services.common.access import get_owned, get_visible, paginate, pick_by_name, visible
+from modelyard.server.services.common.access import get_owned, get_visible, paginate, visible
 from modelyard.server.services.common.paths import resolve_user_path, user_root
-from modelyard.server.services.common.refs import resolve_ref
+from modelyard.server.services.common.refs import pick_by_name, resolve_ref
 from modelyard.server.settings import Settings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

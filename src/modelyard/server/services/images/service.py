@@ -27,9 +27,9 @@ from modelyard.server.orm.images import ImageBlobModel, ImageModel, ImageVersion
 from modelyard.server.orm.users import UserModel
 from modelyard.server.services import events
 from modelyard.server.services.common import references
-from modelyard.server.services.common.access import get_owned, get_visible, paginate, pick_by_name, visible
+from modelyard.server.services.common.access import get_owned, get_visible, paginate, visible
 from modelyard.server.services.common.paths import resolve_user_path
-from modelyard.server.services.common.refs import resolve_ref
+from modelyard.server.services.common.refs import pick_by_name, resolve_ref
 from modelyard.server.services.images import rootfs
 from modelyard.server.services.images.oci import (
     BlobStore,

@@ -1,5 +1,9 @@
 """Jobs: submission (spec resolution, resource checks), listing, cancel, metrics."""
 
+from modelyard.server.services.jobs.catalog import (
+    hparams_catalog,
+    hparams_for,
+)
 from modelyard.server.services.jobs.processes import (
     describe_exit_code,
     executor_for,
@@ -112,6 +116,8 @@ __all__ = [
     "get_job",
     "gpu_kind",
     "handle_of",
+    "hparams_catalog",
+    "hparams_for",
     "ingest_metrics",
     "job_detail",
     "job_dir",

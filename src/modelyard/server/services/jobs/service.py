@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from modelyard.core.enums import JobState
 from modelyard.core.errors import BadRequest, Conflict, NotFound
 from modelyard.core.ids import new_id
+from modelyard.core.strategies import normalize_strategy, seed_name
 from modelyard.server.auth import Principal
 from modelyard.server.orm import AllocationModel, UserModel
 from modelyard.server.orm.base import utcnow
@@ -48,6 +49,7 @@ from modelyard.server.orm.models import ModelVersionModel
 from modelyard.server.schemas.jobs import JobSubmit
 from modelyard.server.services import events
 from modelyard.server.services.common import access
+from modelyard.server.services.common.filters import enum_filter
 from modelyard.server.services.common.paths import resolve_user_path, user_root
 from modelyard.server.services.common.refs import resolve_owned_ref, resolve_ref
 from modelyard.server.services.common.wake import wake_after_commit
@@ -55,7 +57,9 @@ from modelyard.server.services.jobs import admission, command
 from modelyard.server.services.jobs.resolve import (
     _models,
     _safe_model_name,
+    default_output_model,
     load_user_config,
+    qlora_unavailable_reason,
     resolve_data,
     resolve_hyperparameters,
     resolve_image,
@@ -147,12 +151,14 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
         "user_output_dir": req.output_dir, "resume": bool(req.resume), "image": image, "model": model_info,
         "data": data, "search_id": req.search_id, "network": req.network, "placement": where,
         "labels": dict(req.labels),
-        "output_model_name": _safe_model_name(req.output_model_name or name, job_id),
+        "output_model_name": None,  # set below once the strategy is known
         "request": req.model_dump(exclude_none=True, exclude_defaults=True),
     }
     strategy = None
     if is_training:
         strategy, typed, cfg_info = resolve_hyperparameters(settings, owner, req, is_pretrain)
+        if strategy == "qlora" and (why := qlora_unavailable_reason(session, roles)):
+            raise BadRequest(why, code="unsupported_strategy", details={"strategy": strategy})
         spec["config"] = cfg_info
         spec["argv"] = [sys.executable, "-m", "modelyard.runtime.train"]
         spec["command_source"] = "modelyard.runtime.train"
@@ -178,6 +184,10 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
         spec["argv"], spec["command_source"] = argv, source
         spec["hyperparameters"] = hparams
         spec["dirs_env"] = command.placeholder_env(dirs)
+    spec["output_model_name"] = _safe_model_name(
+        req.output_model_name or default_output_model((model_info or {}).get("model_name")
+                                                      or Path((model_info or {}).get("user_dir") or "").name or None,
+                                                      strategy, name), job_id)
     if req.working_dir:
         wd = resolve_user_path(settings, owner, req.working_dir)
         if not wd.is_dir():
@@ -298,12 +308,24 @@ def _get_owned(session: Session, principal: Principal, job_id: str, *, lock: boo
 
 def list_query(principal: Principal, *, states: list[str] | None = None, kinds: list[str] | None = None,
                q: str | None = None, owner_id: str | None = None, origin: str | None = None,
-               is_pretrain: bool | None = None, search_id: str | None = None) -> Select:
+               is_pretrain: bool | None = None, search_id: str | None = None,
+               strategies: list[str] | None = None) -> Select:
     stmt = access.visible(select(JobModel), JobModel, principal)
+    states = enum_filter(states, [s.value for s in JobState], what="state")
+    kinds = enum_filter(kinds, ("custom", *TRAINING_KINDS), what="kind")
     if states:
         stmt = stmt.where(JobModel.state.in_(states))
     if kinds:
         stmt = stmt.where(JobModel.kind.in_(kinds))
+    if strategies:
+        wanted = {normalize_strategy(s) for s in strategies}
+        # rows written before the one vocabulary hold the seed's words
+        stored = wanted | {seed_name(s) for s in wanted if s != "qlora"}
+        stmt = stmt.where(JobModel.strategy.in_(sorted(stored)))
+        if "pretrain" not in wanted:
+            stmt = stmt.where(JobModel.is_pretrain.is_(False))
+        elif wanted == {"pretrain"}:
+            stmt = stmt.where(JobModel.is_pretrain.is_(True))
     if q:
         stmt = stmt.where(or_(JobModel.name.ilike(f"%{q}%"), JobModel.id == q))
     if owner_id:

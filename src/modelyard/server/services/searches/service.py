@@ -49,6 +49,7 @@ from modelyard.server.orm.jobs import JobModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
 from modelyard.server.services import events
 from modelyard.server.services.common import access
+from modelyard.server.services.common.filters import enum_filter
 from modelyard.server.services.common.refs import resolve_owned_ref, resolve_ref
 from modelyard.server.services.searches.driver import (
     _jobs,
@@ -153,6 +154,7 @@ def get_search(session: Session, principal: Principal, search_id: str) -> Search
 def list_searches(session: Session, principal: Principal, *, states: list[str] | None = None, page: int = 1,
                   page_size: int = 20) -> tuple[list[SearchModel], int]:
     stmt = access.visible(select(SearchModel), SearchModel, principal)
+    states = enum_filter(states, ("running", "succeeded", "failed", "cancelled"), what="state")
     if states:
         stmt = stmt.where(SearchModel.state.in_(states))
     return access.paginate(session, stmt.order_by(SearchModel.created_at.desc(), SearchModel.id.desc()),
