@@ -37,8 +37,10 @@ class SearchCreate(BaseModel):
     algorithm_params: dict[str, Any] | list[dict[str, Any]] | None = Field(
         None, description="tpe: gamma, n_initial_points, seed; bayes_opt: kind, kappa, xi, n_initial_points, seed; "
                           "anneal: avg_best_idx, shrink_coef, seed; num_samples = default max_trials")
-    metric: str | None = Field(None, max_length=64, description="objective: eval_loss (default when the data has a "
-                                                                "validate split), loss, or any reported metric")
+    metric: str | None = Field(None, max_length=64, description="objective: eval_loss (the default when the data has "
+                                                                "a validate split; refused without one), train_loss (the "
+                                                                "run's mean training loss; the default otherwise) or "
+                                                                "tokens_per_s")
     direction: str = Field("minimize", description="minimize | maximize")
     max_trials: int | None = Field(None, ge=1, le=1000)
     parallel_trials: int = Field(1, ge=1, le=64, description="upper bound; also bounded by your remaining quota")

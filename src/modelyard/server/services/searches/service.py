@@ -101,6 +101,15 @@ def create_search(session: Session, ctx: Any, *, principal: Principal, req) -> S
     if direction not in ("minimize", "maximize"):
         raise BadRequest("direction must be minimize or maximize", code="invalid_search")
     metric = (req.metric or "").strip()
+    metric = {"loss": "train_loss", "training_loss": "train_loss", "val_loss": "eval_loss"}.get(metric, metric)
+    if metric and metric not in OBJECTIVES:
+        raise BadRequest(f"objective metric {metric!r} is not one the trainer reports; use one of "
+                         f"{', '.join(OBJECTIVES)}", code="invalid_objective", details={"valid": list(OBJECTIVES)})
+    has_validation = _submit_probe_data(session, ctx, principal, base_req)
+    if metric == "eval_loss" and not has_validation:
+        raise BadRequest("objective eval_loss needs validation data, and the base job's data has no validate "
+                         "split; add one (Data/validate or a dataset with a validate split) or use train_loss",
+                         code="objective_unavailable")
     max_trials = req.max_trials or int(aparams.get("num_samples") or 10)
     if algorithm == "grid":
         n = grid_size(space)
@@ -122,19 +131,22 @@ def create_search(session: Session, ctx: Any, *, principal: Principal, req) -> S
     sampler_desc = make_sampler(algorithm, aparams, space, seed=seed)[1]
     search = SearchModel(owner_id=principal.id, name=req.name or f"search-{algorithm}", description=req.description,
                          state="running", algorithm=algorithm, algorithm_params=aparams, sampler=sampler_desc,
-                         objective_metric=metric or "eval_loss", direction=direction, space=space, base=base,
+                         objective_metric=metric or ("eval_loss" if has_validation else "train_loss"),
+                         direction=direction, space=space, base=base,
                          max_trials=max_trials, parallel_trials=req.parallel_trials, early_stopping=early, seed=seed)
     session.add(search)
     session.flush()
     events.record(session, actor_id=principal.id, kind="search.created", object_type="search", object_id=search.id,
                   message=f"{algorithm} search {search.name}: {max_trials} trials, {req.parallel_trials} parallel",
                   data={"algorithm": algorithm, "space": space, "max_trials": max_trials})
-    if not metric:
-        # eval_loss when the data has a validate split, else the training loss
-        probe = _submit_probe_data(session, ctx, principal, base_req)
-        search.objective_metric = "eval_loss" if probe else "loss"
     step_search(session, ctx, search)  # the first trials, or the error that refuses the search
     return search
+
+
+# what a trial's result can report (modelyard_result.json metrics), with what it needs
+OBJECTIVES = {"train_loss": "the run's mean training loss (always reported)",
+              "eval_loss": "the loss on the validate split (needs validation data)",
+              "tokens_per_s": "training throughput (maximize it)"}
 
 
 def _submit_probe_data(session: Session, ctx: Any, principal: Principal, req) -> bool:
