@@ -30,6 +30,7 @@ def _csv(v: str | None) -> list[str] | None:
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobResponse,
              summary="Submit a job (refused with 4xx if it could never fit; otherwise queued)")
 def submit(req: JobSubmit, ctx: CtxDep, principal: UserDep):
+    """Validates everything (model, data, hyperparameters, resources against quota and nodes) before queueing; nothing is written when refused."""
     with session_scope(ctx.sessions) as session:
         return svc.submit_job(session, ctx, principal=principal, req=req)
 
@@ -38,6 +39,9 @@ def submit(req: JobSubmit, ctx: CtxDep, principal: UserDep):
 def list_jobs(ctx: CtxDep, principal: UserDep, state: ListQ = None, kind: ListQ = None, q: SearchQ = None,
               search_id: IdQ = None, page: PageQ = 1, page_size: PageSizeQ = 20,
               strategy: ListQ = None):
+    """List jobs
+
+    Your jobs (an admin: everyone's), newest first; filter by state (canceled accepted), kind, strategy, text or search."""
     with session_scope(ctx.sessions, readonly=True) as session:
         items, total = svc.list_jobs(session, principal, page=page, page_size=page_size, states=_csv(state),
                                      kinds=_csv(kind), q=q, search_id=search_id, strategies=_csv(strategy))
@@ -65,6 +69,9 @@ def hyperparameters(principal: UserDep, strategy: str = Query("lora", max_length
 
 @router.get("/jobs/{job_id}", response_model=JobDetail)
 def get_job(job_id: str, ctx: CtxDep, principal: UserDep):
+    """One job
+
+    Addressed by id, unique id prefix or name (your newest job of that name); spec, replicas, allocations and events included."""
     with session_scope(ctx.sessions, readonly=True) as session:
         return svc.job_detail(session, svc.get_job(session, principal, job_id))
 
@@ -72,6 +79,7 @@ def get_job(job_id: str, ctx: CtxDep, principal: UserDep):
 @router.get("/jobs/{job_id}/metrics", summary="Metric time series ingested from the job's metrics.jsonl")
 def metrics(job_id: str, ctx: CtxDep, principal: UserDep, name: ListQ = None, since_step: StepQ = None,
             attempt: AttemptQ = None):
+    """Loss, learning rate, grad norm, tokens/s and evaluation loss per step, as the trainer reported them."""
     with session_scope(ctx.sessions, readonly=True) as session:
         job = svc.get_job(session, principal, job_id)
         return {"job_id": job.id, "state": job.state, "progress": job.progress,
@@ -82,6 +90,7 @@ def metrics(job_id: str, ctx: CtxDep, principal: UserDep, name: ListQ = None, si
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def metrics_png(job_id: str, ctx: CtxDep, principal: UserDep,
                 name: str = Query("loss,eval_loss", description="comma-separated", max_length=1024)):
+    """A quick plot of the chosen series (default loss and eval_loss) against the step."""
     with session_scope(ctx.sessions, readonly=True) as session:
         job = svc.get_job(session, principal, job_id)
         series = svc.metric_series(session, job, names=_csv(name))
@@ -112,6 +121,7 @@ def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
          replica: str | None = Query(None, description="e.g. master-0, worker-1 or a rank (default: rank 0)",
                                      max_length=256),
          offset: OffsetQ = 0, poll_s: float = Query(0.2, ge=0.02, le=5)):
+    """The replica's stdout and stderr from an offset; with follow=true the response stays open until the job ends."""
     with session_scope(ctx.sessions, readonly=True) as s:
         job = svc.get_job(s, principal, job_id)  # 404 before any streaming starts
         if replica and job.state not in ("pending", "queued"):
@@ -165,6 +175,7 @@ def delete_job(job_id: str, ctx: CtxDep, principal: UserDep):
 @router.post("/jobs/{job_id}/cancel", response_model=JobResponse,
              summary="Cancel: queued at once; running: SIGTERM, SIGKILL after the grace period")
 def cancel(job_id: str, ctx: CtxDep, principal: UserDep):
+    """A queued job is cancelled at once; a running one is signalled and ends as cancelled."""
     with session_scope(ctx.sessions) as session:
         return svc.cancel_job(session, ctx, principal=principal, job_id=job_id)
 
@@ -172,6 +183,7 @@ def cancel(job_id: str, ctx: CtxDep, principal: UserDep):
 @router.post("/jobs/{job_id}/resume", response_model=JobResponse,
              summary="Queue a failed/cancelled job again; training continues from its newest checkpoint")
 def resume(job_id: str, ctx: CtxDep, principal: UserDep):
+    """A new attempt of the same job; a training job picks up its newest complete checkpoint."""
     with session_scope(ctx.sessions) as session:
         return svc.resume_job(session, ctx, principal=principal, job_id=job_id)
 

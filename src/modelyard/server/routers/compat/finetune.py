@@ -52,7 +52,7 @@ from modelyard.server.schemas.seed.finetune import (  # noqa: F401  (re-exported
 )
 from modelyard.server.services import jobs as svc
 
-router = compat_router(RETURN)
+router = compat_router(RETURN, tags=["seed §4-5 fine-tune and pre-train tasks"])
 
 _STATUS = {"pending": "pending", "queued": "queued", "queuing": "queued", "waiting": "queued",
            "starting": "starting", "creating": "starting", "running": "running", "succeeded": "succeeded",
@@ -321,6 +321,7 @@ def _task_filters(principal: Principal, body: ListBody, session) -> dict[str, An
 
 @router.post("/kernel/fineTune/createLlmFineTuneTask", summary="Seed §4.1 / §5.1: create a fine-tune or pre-train task")
 async def create_task(request: Request, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible: submits a fine-tune (fineTuneStrategy LoRA or FineTune) or pre-train task; answered in the seed's envelope."""
     try:
         raw = await request.json()
     except ValueError:
@@ -351,6 +352,7 @@ async def create_task(request: Request, ctx: CtxDep, principal: UserDep):
 
 @router.post("/kernel/fineTune/listLlmFineTuneTask", summary="Seed §4.2 / §5.2: page tasks")
 def list_tasks(body: ListBody, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible: one page of fine-tune / pre-train tasks with their state and resources."""
     page, size = _page(body)
     with session_scope(ctx.sessions, readonly=True) as session:
         items, total = svc.list_seed_tasks(session, principal, page=page, page_size=size,
@@ -363,6 +365,7 @@ def list_tasks(body: ListBody, ctx: CtxDep, principal: UserDep):
 
 @router.post("/kernel/fineTune/queryLlmFineTuneTaskDetail", summary="Seed §4.3 / §5.3: task detail (?taskId=)")
 async def task_detail(request: Request, ctx: CtxDep, principal: UserDep, taskId: str | None = None):
+    """Seed-compatible: one task's full detail (resources, hyperparameters, state, output model)."""
     task_id = taskId
     if not task_id:
         ctype = request.headers.get("content-type", "")
@@ -392,6 +395,7 @@ async def task_detail(request: Request, ctx: CtxDep, principal: UserDep, taskId:
 @router.post("/kernel/fineTuneManage/listFineTuneTaskManage",
              summary="Seed §4.4 / §5.4: the model versions produced by tasks")
 def list_task_models(body: ListBody, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible: the model versions the caller's tasks produced, with their task and base."""
     page, size = _page(body)
     with session_scope(ctx.sessions, readonly=True) as session:
         return ok(RETURN, _task_models(session, principal, body, page, size))
