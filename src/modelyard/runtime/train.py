@@ -282,6 +282,10 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
         if "MASTER_PORT" not in os.environ:
             raise RuntimeFailure("WORLD_SIZE > 1 but MASTER_PORT is not set")
     is_main = rank == 0
+    if world <= 1:
+        # a single process: without LOCAL_RANK, accelerate does not set up a one-process DDP on a
+        # CUDA node (which warns about find_unused_parameters at every step and buys nothing)
+        os.environ.pop("LOCAL_RANK", None)
 
     is_pretrain = spec.get("kind") == "pretrain"
     strategy = H.normalize_strategy(spec.get("strategy"), is_pretrain)

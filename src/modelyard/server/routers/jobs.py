@@ -126,6 +126,7 @@ def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
         job = svc.get_job(s, principal, job_id)  # 404 before any streaming starts
         if replica and job.state not in ("pending", "queued"):
             svc.find_replica(s, job, replica)
+        job_id = job.id  # a name or id prefix resolved once: the stream follows this job
 
     def locate():
         """(handle, executor, job finished?) of the replica, or (None, None, finished?)."""

@@ -68,3 +68,11 @@ def test_job_and_dataset_version_deletes_follow_lineage(alice, bob, settings, ti
     assert alice.delete(f"{API}/datasets/colors/versions/1").status_code == 204
     wait_state(alice, sleeper["id"], "cancelled")
     assert alice.delete(f"{API}/jobs/sleeper").status_code == 204
+
+
+def test_logs_and_metrics_by_name(alice, submit_custom, wait_state):
+    job = submit_custom(alice, "echo hello-from-log", name="greeter")
+    wait_state(alice, job["id"], "succeeded")
+    for ref in ("greeter", job["id"][:5]):
+        assert "hello-from-log" in alice.get(f"{API}/jobs/{ref}/logs").text, ref
+        assert alice.get(f"{API}/jobs/{ref}/metrics").json()["job_id"] == job["id"]

@@ -166,7 +166,7 @@ def _adapters_built_on(session: Session, version_id: str) -> str | None:
                            .join(ModelModel, ModelModel.id == ModelVersionModel.model_id)
                            .where(ModelVersionModel.base_version_id == version_id)).all()
     if rows:
-        return "base of adapter " + ", ".join(f"{n}:{ver}" for n, ver in rows[:5])
+        return "lineage base of model version " + ", ".join(f"{n}:{ver}" for n, ver in rows[:5])
     return None
 
 
