@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -55,6 +55,9 @@ class ErrorBody(BaseModel):
     """a stable machine-readable error code, e.g. not_found or in_use"""
     message: str
     """what went wrong and what to do, in English"""
+    details: Any = None
+    """structured specifics when there are some: the valid values, the candidates of an ambiguous
+    reference, what still uses an object"""
 
 
 class ErrorResponse(BaseModel):
