@@ -80,5 +80,6 @@ def create_token(req: TokenCreateRequest, session: SessionDep, principal: UserDe
 def revoke_token(token_id: str, session: SessionDep, principal: UserDep):
     """Revoke an API token
 
-    The token stops authenticating at once. Your own tokens; an admin may revoke anyone's."""
+    The token stops authenticating at once. Named by id, or (your own) by unique id prefix or name; an
+    admin may revoke anyone's by id."""
     svc.revoke_token(session, principal=principal, token_id=token_id)

@@ -40,3 +40,15 @@ def test_idle_user_is_deleted_at_once(admin, bob):
     assert admin.delete(f"{API}/users/bob").status_code == 204
     assert bob.get(f"{API}/jobs").status_code == 401
     assert admin.delete(f"{API}/users/bob").status_code == 404
+
+
+def test_tokens_revoked_by_name_or_prefix(alice, bob):
+    made = alice.post(f"{API}/tokens", json={"name": "laptop"}).json()
+    assert alice.delete(f"{API}/tokens/laptop").status_code == 204
+    rows = {t["name"]: t for t in alice.get(f"{API}/tokens").json()}
+    assert rows["laptop"]["revoked_at"] is not None
+    ci = alice.post(f"{API}/tokens", json={"name": "ci"}).json()
+    assert bob.delete(f"{API}/tokens/ci").status_code == 404  # not bob's
+    assert alice.delete(f"{API}/tokens/{ci['id'][:6]}").status_code == 204
+    assert alice.tc.get(f"{API}/users/me", headers={"Authorization": f"Bearer {ci['token']}"}).status_code == 401
+    assert made["id"] != ci["id"]
