@@ -42,6 +42,7 @@ from modelyard.core.errors import BadRequest, Conflict, NotFound
 from modelyard.core.ids import new_id
 from modelyard.core.spec import SPEC_ENV, SPEC_FILE, TrainingData, TrainingSpec
 from modelyard.server.auth import Principal
+from modelyard.server.db import paginate
 from modelyard.server.orm import AllocationModel, UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobMetricModel, JobModel, JobReplicaModel
@@ -318,7 +319,7 @@ def list_query(principal: Principal, *, states: list[str] | None = None, kinds: 
 
 def list_jobs(session: Session, principal: Principal, *, page: int = 1, page_size: int = 20, **filters
               ) -> tuple[list[JobModel], int]:
-    return access.paginate(session, list_query(principal, **filters), page=page, page_size=page_size)
+    return paginate(session, list_query(principal, **filters), page=page, page_size=page_size)
 
 
 def replicas_of(session: Session, job_id: str) -> list[JobReplicaModel]:

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from modelyard.core.errors import BadRequest, Conflict, ModelyardError
 from modelyard.runtime import hparams as H
 from modelyard.server.auth import Principal
-from modelyard.server.db import advisory_lock
+from modelyard.server.db import advisory_lock, paginate
 from modelyard.server.orm.jobs import JobModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
 from modelyard.server.schemas.jobs import JobSubmit
@@ -152,8 +152,8 @@ def list_searches(session: Session, principal: Principal, *, states: list[str] |
     stmt = access.visible(select(SearchModel), SearchModel, principal)
     if states:
         stmt = stmt.where(SearchModel.state.in_(states))
-    return access.paginate(session, stmt.order_by(SearchModel.created_at.desc(), SearchModel.id.desc()),
-                           page=page, page_size=page_size)
+    return paginate(session, stmt.order_by(SearchModel.created_at.desc(), SearchModel.id.desc()),
+                    page=page, page_size=page_size)
 
 
 def cancel_search(session: Session, ctx: Any, *, principal: Principal, search_id: str) -> SearchModel:
