@@ -168,7 +168,7 @@ def list_searches(session: Session, principal: Principal, *, states: list[str] |
     if states:
         stmt = stmt.where(SearchModel.state.in_(states))
     return paginate(session, stmt.order_by(SearchModel.created_at.desc(), SearchModel.id.desc()),
-                           page=page, page_size=page_size)
+                    page=page, page_size=page_size)
 
 
 def cancel_search(session: Session, ctx: Any, *, principal: Principal, search_id: str) -> SearchModel:

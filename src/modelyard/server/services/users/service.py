@@ -34,7 +34,6 @@ def create_user(session: Session, settings: Settings, *, name: str, role: str = 
     session.flush()
     ensure_quota(session, user_id=user.id)
     plaintext = issue_token(session, user_id=user.id, token=token)
-
     ensure_user_layout(settings, user.id)
     events.record(session, actor_id=actor.id if actor else None, kind="user.created", object_type="user",
                   object_id=user.id, data={"name": name, "role": role})
