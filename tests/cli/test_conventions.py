@@ -43,9 +43,10 @@ def test_every_read_command_takes_json_and_help_has_no_type_tags(cli):
             assert any(p.opts[:2] in (["--follow", "-f"], ["-f", "--follow"]) or
                        set(p.opts) == {"--follow", "-f"} for p in cmd.params), path
     assert {"jobs ls", "models show", "datasets ls", "search show", "quota ls", "tokens ls", "users ls",
-            "hparams", "whoami", "images ls", "files ls"} <= seen
+            "hparams", "whoami", "images ls", "files ls", "runtimes ls", "runtimes show"} <= seen
     assert "quota list" not in {p for p, _, _ in _commands()}
-    for args in (["search", "create", "--help"], ["finetune", "--help"], ["jobs", "run", "--help"]):
+    for args in (["search", "create", "--help"], ["finetune", "--help"], ["jobs", "run", "--help"],
+                 ["chat", "--help"], ["runtimes", "install", "--help"], ["runtimes", "ls", "--help"]):
         out = cli(None, *args, env={"COLUMNS": "200"}).output
         for tag in ("<bool>", "<str>", "<int>", "<float>", "--no-no-"):
             assert tag not in out, (args, tag)

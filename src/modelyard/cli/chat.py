@@ -2,8 +2,10 @@
 through the platform's OpenAI-compatible gateway ($MODELYARD_URL/v1, the user's token).
 
 Interactive on a terminal: the history is kept across turns, `/reset` forgets it, `/exit` or
-Ctrl-D leaves, Ctrl-C stops the answer being written. With stdin not a terminal (a pipe, a
-script) it reads one prompt from stdin, streams the answer to stdout and exits (1 on an error)."""
+Ctrl-D leaves, Ctrl-C stops the answer being written; a failed turn is one line on stderr and the
+session goes on. With stdin not a terminal (a pipe, a script) it reads one prompt from stdin,
+streams the answer to stdout and exits; a failure there is the root group's one line and exit code
+(README "CLI conventions")."""
 
 from __future__ import annotations
 
@@ -13,33 +15,21 @@ from collections.abc import Callable
 
 import httpx
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-class ChatError(Exception):
-    pass
-
-
-def _error_message(resp: httpx.Response) -> str:
-    try:
-        err = resp.json().get("error") or {}
-    except ValueError:
-        err = {}
-    return f"{resp.status_code} {err.get('code') or 'error'}: {err.get('message') or resp.text[:300]}"
+from modelyard.cli._common import _unreachable, client, console, err
+from modelyard.sdk import APIError
+from modelyard.sdk._client import raise_for
 
 
 def stream_reply(http: httpx.Client, body: dict, write: Callable[[str], None]) -> str:
     """POST /v1/chat/completions with stream on; each piece of the answer goes to write() as it
-    arrives. Returns the whole answer."""
+    arrives. Returns the whole answer; an error answer (before or inside the stream) raises APIError."""
     parts: list[str] = []
     with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True},
                      timeout=httpx.Timeout(600.0, connect=10.0)) as resp:
         if resp.status_code >= 400:
             resp.read()
-            raise ChatError(_error_message(resp))
+            raise_for(resp)
         for line in resp.iter_lines():
             if not line.startswith("data:"):
                 continue
@@ -48,7 +38,8 @@ def stream_reply(http: httpx.Client, body: dict, write: Callable[[str], None]) -
                 break
             chunk = json.loads(data)
             if chunk.get("error"):
-                raise ChatError(str(chunk["error"].get("message", chunk["error"])))
+                e = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                raise APIError(resp.status_code, e.get("code") or "stream_error", str(e.get("message", e)))
             for choice in chunk.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
@@ -66,9 +57,7 @@ def chat(model: str = typer.Argument(..., metavar="SERVICE[:VERSION|ADAPTER]",
          interactive: bool | None = typer.Option(None, "--interactive/--once",
                                                  help="default: interactive on a terminal, one prompt from stdin otherwise")) -> None:
     """Chat with a service (streamed). Interactive: /reset forgets the history, /exit or Ctrl-D leaves."""
-    from modelyard.sdk import Client
-
-    http = Client().http
+    http = client().http
     options = {k: v for k, v in (("temperature", temperature), ("top_p", top_p), ("max_tokens", max_tokens))
                if v is not None}
     start = [{"role": "system", "content": system}] if system else []
@@ -77,14 +66,11 @@ def chat(model: str = typer.Argument(..., metavar="SERVICE[:VERSION|ADAPTER]",
     if not interactive:
         prompt = sys.stdin.read().strip()
         if not prompt:
-            err_console.print("[red]no prompt on stdin[/]")
+            err("error: no prompt on stdin (pipe one in, or run it on a terminal for an interactive chat)")
             raise typer.Exit(2)
-        try:
-            stream_reply(http, {"model": model, "messages": start + [{"role": "user", "content": prompt}], **options},
-                         lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
-        except (ChatError, httpx.HTTPError) as exc:
-            err_console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+        # failures go up to the root group: one line, exit 1 (2: the server cannot be reached)
+        stream_reply(http, {"model": model, "messages": start + [{"role": "user", "content": prompt}], **options},
+                     lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
         sys.stdout.write("\n")
         return
     _interactive(http, model, start, options)
@@ -121,9 +107,19 @@ def _interactive(http: httpx.Client, model: str, start: list[dict], options: dic
                                  lambda piece, out=written: _show(piece, out))
         except KeyboardInterrupt:  # stop this answer, keep what was said
             reply = "".join(written)
-        except (ChatError, httpx.HTTPError) as exc:
-            console.print(f"\n[red]{exc}[/]")
+        except (APIError, httpx.HTTPError) as exc:  # one failed turn does not end the session
+            console.print()
+            err(_turn_failure(exc))
             messages.pop()
             continue
         console.print()
         messages.append({"role": "assistant", "content": reply})
+
+
+def _turn_failure(exc: Exception) -> str:
+    """The root group's one line for what failed a turn (the session stays open)."""
+    if isinstance(exc, APIError):
+        return f"error: {exc.code}: {exc.message}"
+    if isinstance(exc, httpx.TransportError):
+        return _unreachable(exc)
+    return f"error: {type(exc).__name__}: {exc}"

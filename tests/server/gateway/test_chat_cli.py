@@ -32,10 +32,11 @@ def test_chat_reads_one_prompt_from_a_pipe_and_streams_the_answer(chat_service, 
 
 def test_chat_errors_clearly(chat_service, replicas):
     res = CliRunner().invoke(app, ["chat", "nobody-has-this"], input="hi\n", env=chat_service)
-    assert res.exit_code == 1
-    assert "404 model_not_found" in res.output
+    assert res.exit_code == 1  # the root group's one line: error: <code>: <message>
+    assert res.output.startswith("error: model_not_found: ") and res.output.count("\n") == 1
+    assert "Traceback" not in res.output
     res = CliRunner().invoke(app, ["chat", "assistant"], input="", env=chat_service)
-    assert res.exit_code == 2 and "no prompt" in res.output
+    assert res.exit_code == 2 and res.output.startswith("error: no prompt")
     assert replicas["a1"].seen == []
 
 
@@ -53,3 +54,11 @@ def test_interactive_chat_keeps_history_until_reset(chat_service, replicas):
     ]
     # Ctrl-D (end of input) leaves too
     assert CliRunner().invoke(app, ["chat", "assistant", "--interactive"], input="", env=chat_service).exit_code == 0
+
+
+def test_interactive_chat_survives_a_failed_turn(chat_service, replicas):
+    res = CliRunner().invoke(app, ["chat", "nobody-has-this", "--interactive"], input="hi\nagain\n/exit\n",
+                             env=chat_service)
+    assert res.exit_code == 0, res.output  # the session went on after each failed turn, /exit left
+    assert res.stderr.count("error: model_not_found: ") == 2 and "Traceback" not in res.output
+    assert replicas["a1"].seen == []
