@@ -1,5 +1,6 @@
 """Jobs: submission (spec resolution, resource checks), listing, cancel, metrics."""
 
+from modelyard.server.services.jobs.admission import placement
 from modelyard.server.services.jobs.processes import (
     describe_exit_code,
     executor_for,
@@ -49,8 +50,10 @@ from modelyard.server.services.jobs.service import (
     IMAGE_ENV_SKIPPED,
     NOT_SERIES,
     PROGRESS_KEYS,
+    SERVE_KIND,
     TRAINING_KINDS,
     cancel_job,
+    counts_as_job,
     finalize_training,
     find_replica,
     get_job,
@@ -94,8 +97,10 @@ __all__ = [
     "REPLICA_DOOR",
     "StaleState",
     "TERMINAL",
+    "SERVE_KIND",
     "TRAINING_KINDS",
     "cancel_job",
+    "counts_as_job",
     "check_edge",
     "describe_exit_code",
     "detect_shape",
@@ -121,6 +126,7 @@ __all__ = [
     "normalize_roles",
     "output_dir",
     "output_models",
+    "placement",
     "owner_names",
     "parts_for",
     "refuse_if_never_fits",

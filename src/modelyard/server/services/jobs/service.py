@@ -70,6 +70,15 @@ from modelyard.server.services.jobs.states import transition
 from modelyard.server.settings import Settings
 
 TRAINING_KINDS = ("finetune", "pretrain")
+# a service replica's job (services/serving): placed, accounted and sandboxed like any job, but it
+# takes no job slot of the owner's quota (a user running 4 training jobs can still deploy: a
+# service is long-lived and would otherwise block training for good), and job lists hide it unless
+# asked for by kind
+SERVE_KIND = "serve"
+
+
+def counts_as_job(kind: str | None) -> bool:
+    return kind != SERVE_KIND
 # image env vars that describe the image's own filesystem and would break the host process
 # the server's variables a job inherits: locale, time zone and the hub switches that keep
 # transformers / datasets offline
@@ -301,6 +310,8 @@ def list_query(principal: Principal, *, states: list[str] | None = None, kinds: 
         stmt = stmt.where(JobModel.state.in_(states))
     if kinds:
         stmt = stmt.where(JobModel.kind.in_(kinds))
+    if not kinds or SERVE_KIND not in kinds:
+        stmt = stmt.where(JobModel.kind != SERVE_KIND)
     if q:
         stmt = stmt.where(or_(JobModel.name.ilike(f"%{q}%"), JobModel.id == q))
     if owner_id:
