@@ -22,8 +22,8 @@ log = logging.getLogger("modelyard")
 
 # Each module exposes `router`. Native routes are mounted under /api/v1; seed routes at the exact
 # paths the seed shows (they declare them in full).
-NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets", "models", "jobs", "searches"]
-COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources"]
+NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets", "models", "jobs", "searches", "services"]
+COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources", "serving", "modelarts"]
 
 
 def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> list:

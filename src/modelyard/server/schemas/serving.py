@@ -94,13 +94,22 @@ class ServiceSummary(BaseModel):
     id: str
     name: str
     owner_id: str
-    state: str
+    state: str = Field(..., description="saved | deploying | running | degraded | stopping | stopped | failed")
     description: str = ""
     created_at: Any = None
-    versions: int = 0
+    version_count: int = 0
     ready_replicas: int = 0
     desired_replicas: int = 0
 
 
 class ServiceDetail(ServiceSummary):
     model_config = ConfigDict(extra="allow")
+
+    progress: int = Field(0, description="percent of the desired replicas ready")
+    access_address: str = Field("", description="the OpenAI base URL (<platform>/v1); `model` is a model name below")
+    model_names: list[str] = Field(default_factory=list, description="names clients may send as `model`")
+    invocations: int = 0
+    failures: int = 0
+    error: str | None = None
+    versions: list[dict[str, Any]] = Field(default_factory=list, description="per-version config, weight, instances")
+    replicas: list[dict[str, Any]] = Field(default_factory=list)

@@ -157,10 +157,11 @@ def reconcile_service(ctx: Any, sid: str, probes: dict[str, tuple[str, bool]] | 
             if rep.state == "pending" and jstate in ("starting", "running"):
                 move_replica(s, rep, "starting", reason="resources allocated")
                 svc_mod.stage(s, svc, f"[v{ver.number}] replica {rep.index}: resources allocated")
-                if jstate == "running":
-                    svc_mod.stage(s, svc, f"[v{ver.number}] replica {rep.index}: environment prepared, "
-                                          "starting the model")
             if rep.state == "starting" and jstate == "running":
+                if not (rep.plan or {}).get("launched"):  # once: its sandbox is up, the process started
+                    rep.plan = {**(rep.plan or {}), "launched": True}
+                    svc_mod.stage(s, svc, f"[v{ver.number}] replica {rep.index}: environment prepared, "
+                                          "loading weights")
                 kind, ok = probes.get(rep.id, ("ready", False))
                 if kind == "ready" and ok:
                     move_replica(s, rep, "ready", reason="ready probe answered")

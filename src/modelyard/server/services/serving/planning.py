@@ -112,8 +112,8 @@ def plan_transformers(settings: Settings, *, model_path: str, adapters: dict[str
     """The built-in runtime: one process serving an OpenAI-compatible app over transformers'
     continuous batching; adapters of the same base are chosen by the request's `model`."""
     if settings.serving.runtime_argv:
-        fill = {"socket": socket_path, "model": model_path, "served_name": (served_names or [""])[0]}
-        argv = [a.format(**fill) for a in settings.serving.runtime_argv]
+        fill = {"{socket}": socket_path, "{model}": model_path, "{served_name}": (served_names or [""])[0]}
+        argv = [fill.get(a, a) for a in settings.serving.runtime_argv]  # whole items only: code may hold braces
     else:
         argv = [sys.executable, "-m", SERVE_MODULE, "--model", model_path]
         for name in served_names:

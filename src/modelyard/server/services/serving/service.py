@@ -428,7 +428,7 @@ def summary(session: Session, svc: ServiceModel, counts: dict[str, int] | None =
     vers = versions_of(session, svc.id)
     counts = counts if counts is not None else replica_counts(session, [svc.id]).get(svc.id, {})
     return {"id": svc.id, "name": svc.name, "owner_id": svc.owner_id, "state": svc.state,
-            "description": svc.description, "created_at": svc.created_at, "versions": len(vers),
+            "description": svc.description, "created_at": svc.created_at, "version_count": len(vers),
             "ready_replicas": counts.get("ready", 0), "desired_replicas": sum(v.replicas for v in vers
                                                                               if v.state == "active")}
 
@@ -547,3 +547,24 @@ def serve_jobs_of(session: Session, svc: ServiceModel) -> list[JobModel]:
     if not ids:
         return []
     return list(session.scalars(select(JobModel).where(or_(JobModel.id.in_(ids)))))
+
+
+def locate_log(ctx: Any, session: Session, replica_id: str):
+    """(handle, executor, finished?) of a replica's log: its serve job's (jobs' log machinery)."""
+    rep = session.get(ServiceReplicaModel, replica_id)
+    if rep is None:
+        return None, None, True
+    if not rep.job_id:
+        return None, None, rep.state not in LIVE_REPLICA
+    handle, ex, finished = jobs_svc.locate_replica_log(ctx, session, rep.job_id, None)
+    return handle, ex, finished or rep.state not in LIVE_REPLICA
+
+
+def find_version(session: Session, principal: Principal, version_id: str
+                 ) -> tuple[ServiceModel, ServiceVersionModel]:
+    """A version by id, through its service's visibility (another user's: 404)."""
+    ver = session.get(ServiceVersionModel, (version_id or "").strip())
+    one = session.get(ServiceModel, ver.service_id) if ver is not None else None
+    if one is None or not (principal.is_admin or one.owner_id == principal.id):
+        raise NotFound(f"service version {version_id} not found")
+    return one, ver
