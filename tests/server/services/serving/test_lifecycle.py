@@ -110,7 +110,7 @@ def test_seed_71_deploys_a_ready_replica_and_stop_releases_it(alice, admin, sett
     assert alice.post(f"/api/v1/services/{sid}/stop").status_code == 200
     wait_service(alice, sid, lambda d: d["state"] == "stopped", what="stopped")
     assert live_allocations(ctx) == []
-    assert alice.delete(f"/api/v1/services/334").status_code == 204
+    assert alice.delete("/api/v1/services/334").status_code == 204
     assert alice.get(f"/api/v1/services/{sid}").status_code == 404
 
 
