@@ -16,7 +16,7 @@ console = Console()
 
 # module name -> group name. Each module defines `app = typer.Typer(...)`.
 GROUPS = {"files": "files", "images": "images", "datasets": "datasets", "models": "models",
-          "quota": "quota", "jobs": "jobs", "searches": "search"}
+          "quota": "quota", "jobs": "jobs", "searches": "search", "serve": "serve"}
 
 
 @app.command()
