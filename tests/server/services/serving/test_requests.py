@@ -152,4 +152,7 @@ def test_saved_service_versions_rates_and_scale(alice, settings):
     v1 = r.json()["versions"][0]["scaling"]
     assert (v1["replicas"], v1["max_replicas"]) == (3, 3)
     assert alice.get("/api/v1/jobs", params={"kind": "serve"}).json()["total"] == 0  # saved: nothing runs
+    r = alice.delete(f"/api/v1/models/tiny/versions/{mv['version']}")
+    assert r.status_code == 409 and "service svc" in r.json()["error"]["message"], r.text  # the service needs it
     assert alice.delete(f"/api/v1/services/{sid}").status_code == 204
+    assert alice.delete(f"/api/v1/models/tiny/versions/{mv['version']}").status_code == 204

@@ -1,6 +1,7 @@
 """Inference services (seed 000 §7): services, versions, replicas-as-jobs, the serving reconciler,
 the gateway's route snapshot, monitoring."""
 
+from modelyard.server.services.serving import references as _references  # noqa: F401  (in-use checks)
 from modelyard.server.services.serving.loop import (
     ServingLoop,
     component,
