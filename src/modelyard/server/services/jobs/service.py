@@ -414,6 +414,9 @@ def resume_job(session: Session, ctx: Any, *, principal: Principal, job_id: str)
     """A failed or cancelled job is queued again as a new attempt; training resumes from the newest
     checkpoint in its checkpoint dir (spec resume=true)."""
     job = _get_owned(session, principal, job_id, lock=True)
+    if job.kind == SERVE_KIND:  # its service replaces a replica with a new job; a resumed one would be untracked
+        raise Conflict(f"job {job.id} backs a service replica; start or scale the service instead",
+                       code="not_resumable")
     if job.state not in (JobState.failed.value, JobState.cancelled.value):
         raise Conflict(f"only failed or cancelled jobs can be resumed; job {job.id} is {job.state}",
                        code="not_resumable")

@@ -80,7 +80,8 @@ def reconcile_all(ctx: Any, last_live: dict[str, float] | None = None) -> None:
     for sid in ids:
         try:
             results = _probe_service(ctx, sid, last_live)
-            reconcile_service(ctx, sid, results)
+            if _needs_write(ctx, sid, results):
+                reconcile_service(ctx, sid, results)
         except Exception:
             log.exception("reconciling service %s failed", sid)
 
@@ -108,6 +109,27 @@ def _probe_service(ctx: Any, sid: str, last_live: dict[str, float]) -> dict[str,
         if kind == "live":
             last_live[rid] = time.monotonic()
     return out
+
+
+def _needs_write(ctx: Any, sid: str, probes: dict[str, tuple[str, bool]]) -> bool:
+    """Read-only look: a running service whose versions have exactly their desired replicas, all
+    ready, their jobs running and their probes passing, needs no write (most passes then take no
+    write lock at all)."""
+    with session_scope(ctx.sessions, readonly=True) as s:
+        svc = s.get(ServiceModel, sid)
+        if svc is None or svc.state != "running":
+            return svc is not None
+        vers = svc_mod.versions_of(s, sid)
+        live = svc_mod.replicas_of(s, sid, live_only=True)
+        if any(v.state != "active" for v in vers) or any(r.state != "ready" or r.live_failures for r in live):
+            return True
+        running = set(s.scalars(select(JobModel.id).where(JobModel.id.in_([r.job_id for r in live]),
+                                                          JobModel.state == "running"))) if live else set()
+    if any(r.job_id not in running for r in live):
+        return True
+    if any(sum(1 for r in live if r.version_id == v.id) != v.replicas for v in vers):
+        return True
+    return any(not ok for _kind, ok in probes.values())
 
 
 def _fail_replica(s, ctx, svc, ver, rep, reason: str, *, replacing: bool, before_ready: bool) -> None:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelyard.server.orm.jobs import JobReplicaModel
@@ -17,23 +19,45 @@ from modelyard.server.services.serving import service as svc_mod
 REQUEST_METRICS = ("requests", "request_success", "request_count", "http_requests")
 
 
-def _tree_usage(pid: int | None) -> tuple[float, float]:
-    """(cpu cores, memory MiB) of a process and its descendants, sampled once."""
+def _tree(pid: int | None) -> list[psutil.Process]:
     if not pid:
-        return 0.0, 0.0
+        return []
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0.0, 0.0
-    cpu = mem = 0.0
+        return []
+
+
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
     for p in procs:
         try:
-            cpu += p.cpu_percent(interval=None) / 100.0
-            mem += p.memory_info().rss / (1 << 20)
+            t = p.cpu_times()
+            total += t.user + t.system
         except psutil.Error:
             continue
-    return round(cpu, 3), round(mem, 1)
+    return total
+
+
+def _usage(pids: dict[str, int | None], window_s: float = 0.2) -> dict[str, tuple[float, float]]:
+    """{key: (cpu cores, memory MiB)} of each process tree: CPU time over one shared short window."""
+    trees = {k: _tree(pid) for k, pid in pids.items()}
+    before = {k: _cpu_seconds(t) for k, t in trees.items()}
+    t0 = time.monotonic()
+    if any(trees.values()):
+        time.sleep(window_s)
+    dt = max(time.monotonic() - t0, 1e-3)
+    out = {}
+    for k, procs in trees.items():
+        mem = 0.0
+        for p in procs:
+            try:
+                mem += p.memory_info().rss / (1 << 20)
+            except psutil.Error:
+                continue
+        out[k] = (round(max(0.0, _cpu_seconds(procs) - before[k]) / dt, 3), round(mem, 1))
+    return out
 
 
 def _scrape(socket_path: str, timeout: float = 1.0) -> dict[str, float]:
@@ -72,9 +96,12 @@ def monitor(session: Session, svc: ServiceModel) -> dict[str, Any]:
                "cpu_core_usage": 0.0, "cpu_memory_usage": 0.0, "requests": 0.0,
                "model_instance_count": v.replicas, "model_running_instance_count": 0} for v in vers}
     replicas = []
+    job_ids = [r.job_id for r in reps if r.job_id]
+    pids = dict(session.execute(select(JobReplicaModel.job_id, JobReplicaModel.pid).where(
+        JobReplicaModel.job_id.in_(job_ids)))) if job_ids else {}
+    usage = _usage({r.id: pids.get(r.job_id) for r in reps})
     for r in reps:
-        jr = session.query(JobReplicaModel).filter(JobReplicaModel.job_id == r.job_id).first() if r.job_id else None
-        cpu, mem = _tree_usage(jr.pid if jr is not None else None)
+        cpu, mem = usage.get(r.id, (0.0, 0.0))
         scraped = _scrape(r.socket_path) if r.state == "ready" else {}
         row = {"replica_id": r.id, "index": r.index, "state": r.state, "cpu_core_usage": cpu,
                "cpu_memory_usage": mem, **scraped}

@@ -10,6 +10,8 @@ Side effects, in order:
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from modelyard.core.states import SERVICE, SERVICE_REPLICA, SERVICE_VERSION
@@ -71,8 +73,16 @@ def end_job(m: Move) -> None:
     m.payload["job_id"] = job.id
 
 
+@effect("remove its socket folder", when=lambda m: m.terminal)
+def remove_socket_dir(m: Move) -> None:
+    # the folder is the replica's alone (planning.socket_dir); nothing listens there any more
+    path = m.obj.socket_path
+    if path and Path(path).name == "s.sock" and Path(path).parent.name == m.obj.id:
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
 REPLICA_DOOR = StateDoor(SERVICE_REPLICA, ServiceReplicaModel, "service_replica.state_changed",
-                         values=_replica_values, effects=[end_job, wake_scheduler],
+                         values=_replica_values, effects=[end_job, remove_socket_dir, wake_scheduler],
                          label=lambda r: r.id)
 
 
