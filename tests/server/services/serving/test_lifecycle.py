@@ -148,3 +148,53 @@ def test_a_version_that_exits_at_once_fails_after_three_tries(alice, settings, c
     assert "boom" in d["error"]
     assert sum(1 for x in alice.get("/api/v1/jobs", params={"kind": "serve"}).json()["items"]) == 3
     assert live_allocations(ctx) == []
+
+
+def test_a_command_version_serves_behind_the_relay_or_says_it_is_missing(alice, settings):
+    """A seed version with a command runs the user's own HTTP server on imagePorts, fronted by the
+    relay (modelyard.runtime.relay) on the replica's socket; a server without the relay refuses it."""
+    import importlib.util
+
+    mv = import_model(settings, alice)
+    body = seed_body(alice, mv["id"], {"id": None, "key": None, "name": None},
+                     command="python -m http.server 5050 --bind 127.0.0.1", imagePorts="5050", cpu=1, memory=1)
+    r = alice.post("/model/modelServer/createModelInferenceServer", json=body)
+    if importlib.util.find_spec("modelyard.runtime.relay") is None:
+        assert r.status_code == 400 and r.json()["reason"] == "runtime_unavailable", r.text
+        assert "relay" in r.json()["message"]
+        assert alice.get("/api/v1/jobs", params={"kind": "serve"}).json()["total"] == 0
+        return
+    assert r.status_code == 200, r.text
+    d = wait_service(alice, r.json()["data"]["id"], ready, what="the command's server ready")
+    assert d["versions"][0]["runtime"] == "image"
+
+
+def test_route_snapshot_lists_ready_replicas_and_invocations_add_up(alice, settings, ctx_of):
+    from modelyard.server.db import session_scope
+    from modelyard.server.services import serving
+
+    ctx = ctx_of(alice)
+    mv = import_model(settings, alice)
+    r = alice.post("/api/v1/services", json={"name": "routed", "versions": [
+        {"model": mv["id"], "cpu": 0.5, "memory_mib": 256, "rate": 100}]})
+    assert r.status_code == 201, r.text
+    d = wait_service(alice, "routed", ready, what="ready")
+    with session_scope(ctx.sessions, readonly=True) as s:
+        snap = serving.route_snapshot(s)
+    (entry,) = [e for e in snap if e.name == "routed"]
+    assert entry.owner_id == alice.id and entry.kind == "openai" and entry.state == "running"
+    (ver,) = entry.versions
+    rep = next(x for x in d["replicas"] if x["state"] == "ready")
+    assert ver.weight == 100 and [x.socket_path for x in ver.replicas] == [rep["socket_path"]]
+    assert "routed" in ver.replicas[0].served_names
+    with session_scope(ctx.sessions) as s:
+        serving.record_invocations(s, {d["id"]: (5, 1)})
+    with session_scope(ctx.sessions) as s:
+        serving.record_invocations(s, {d["id"]: (2, 0)})
+    d = alice.get("/api/v1/services/routed").json()
+    assert (d["invocations"], d["failures"]) == (7, 1)
+    seed = alice.post("/model/modelServer/findModelServerById", json={"id": d["id"]}).json()["data"]
+    assert (seed["invocationTimes"], seed["failedTimes"]) == (7, 1)
+    alice.post("/api/v1/services/routed/stop")
+    with session_scope(ctx.sessions, readonly=True) as s:
+        assert not [e for e in serving.route_snapshot(s) if e.name == "routed"]
