@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
 
 import httpx
@@ -139,15 +140,21 @@ def test_a_version_that_exits_at_once_fails_after_three_tries(alice, settings, c
     mv = import_model(settings, alice)
     settings.serving.runtime_argv = [settings.serving.runtime_argv[0], "-c", CRASHING_REPLICA]
     r = alice.post("/api/v1/services", json={"name": "crash", "versions": [{"model": mv["id"], "cpu": 0.5,
-                                                                           "memory_mib": 256}]})
+                                                                           "memory_mib": 256, "replicas": 2}]})
     assert r.status_code == 201, r.text
     d = wait_service(alice, "crash", lambda d: d["state"] == "failed", what="failed")
     v = d["versions"][0]
-    assert v["state"] == "failed" and "3 replicas in a row" in v["error"]
+    assert v["state"] == "failed" and re.match(r"[34] replicas in a row failed before becoming ready", v["error"])
     assert "boom: the weights are corrupt" in v["error"]  # the log tail is the reason
     assert "boom" in d["error"]
-    assert sum(1 for x in alice.get("/api/v1/jobs", params={"kind": "serve"}).json()["items"]) == 3
+    # no endless retry: 3 failures (4 when two fail in one pass, + a replacement started beside them)
+    started = alice.get("/api/v1/jobs", params={"kind": "serve"}).json()["total"]
+    assert 3 <= started <= 5
+    wait_service(alice, "crash", lambda d: not [x for x in d["replicas"] if x["state"] in
+                                                ("pending", "starting", "ready", "draining")], what="drained")
     assert live_allocations(ctx) == []
+    assert alice.get("/api/v1/jobs", params={"kind": "serve"}).json()["total"] == started
+    assert alice.delete("/api/v1/services/crash").status_code == 204
 
 
 def test_a_command_version_serves_behind_the_relay_or_says_it_is_missing(alice, settings):
@@ -187,6 +194,14 @@ def test_route_snapshot_lists_ready_replicas_and_invocations_add_up(alice, setti
     rep = next(x for x in d["replicas"] if x["state"] == "ready")
     assert ver.weight == 100 and [x.socket_path for x in ver.replicas] == [rep["socket_path"]]
     assert "routed" in ver.replicas[0].served_names
+    # monitor: the replica's process tree (psutil) and its /metrics
+    with httpx.Client(transport=httpx.HTTPTransport(uds=rep["socket_path"])) as c:
+        assert c.post("http://r/v1/chat/completions", json={"model": "routed", "messages": []}).status_code == 200
+    mon = alice.get("/api/v1/services/routed/monitor").json()
+    (row,) = mon["replicas"]
+    assert row["replica_id"] == rep["id"] and row["cpu_memory_usage"] > 5 and row["requests"] == 1
+    assert mon["monitors"][0]["model_running_instance_count"] == 1 and mon["monitors"][0]["requests"] == 1
+    assert alice.get(f"/v1/{alice.id}/services/routed/monitor").json()["service_running_instance_count"] == 1
     with session_scope(ctx.sessions) as s:
         serving.record_invocations(s, {d["id"]: (5, 1)})
     with session_scope(ctx.sessions) as s:
@@ -198,3 +213,19 @@ def test_route_snapshot_lists_ready_replicas_and_invocations_add_up(alice, setti
     alice.post("/api/v1/services/routed/stop")
     with session_scope(ctx.sessions, readonly=True) as s:
         assert not [e for e in serving.route_snapshot(s) if e.name == "routed"]
+
+
+def test_a_replica_waits_for_quota_and_says_why(alice, admin, settings, set_quota, ctx_of):
+    """Replicas are accounted like jobs: one beyond the owner's CPU quota waits (pending, with the
+    queue's reason) while the other runs; serve jobs take no job slot."""
+    mv = import_model(settings, alice)
+    set_quota(admin, alice.id, cpu=1.0, jobs=0)
+    r = alice.post("/api/v1/services", json={"name": "tight", "versions": [
+        {"model": mv["id"], "cpu": 0.6, "memory_mib": 256, "replicas": 2}]})
+    assert r.status_code == 201, r.text
+    d = wait_service(alice, "tight", lambda d: d["ready_replicas"] == 1 and any(
+        x.get("waiting_reason") for x in d["replicas"]), what="one ready, one waiting")
+    assert d["state"] == "degraded"
+    waiting = next(x for x in d["replicas"] if x["state"] == "pending")
+    assert "quota" in waiting["waiting_reason"] and "cpu" in waiting["waiting_reason"]
+    assert len(live_allocations(ctx_of(alice))) == 1

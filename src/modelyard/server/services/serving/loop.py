@@ -77,6 +77,9 @@ def reconcile_all(ctx: Any, last_live: dict[str, float] | None = None) -> None:
     last_live = {} if last_live is None else last_live
     with session_scope(ctx.sessions, readonly=True) as s:
         ids = list(s.scalars(select(ServiceModel.id).where(ServiceModel.state.in_(ACTIVE_SERVICE_STATES))))
+        # a failed (or stopped) service whose replicas are still draining: finish them
+        ids += [i for i in s.scalars(select(ServiceReplicaModel.service_id).where(
+            ServiceReplicaModel.state.in_(svc_mod.LIVE_REPLICA)).distinct()) if i not in ids]
     for sid in ids:
         try:
             results = _probe_service(ctx, sid, last_live)
@@ -118,7 +121,7 @@ def _needs_write(ctx: Any, sid: str, probes: dict[str, tuple[str, bool]]) -> boo
     with session_scope(ctx.sessions, readonly=True) as s:
         svc = s.get(ServiceModel, sid)
         if svc is None or svc.state != "running":
-            return svc is not None
+            return svc is not None  # deploying / degraded / stopping, or leftovers of a settled one
         vers = svc_mod.versions_of(s, sid)
         live = svc_mod.replicas_of(s, sid, live_only=True)
         if any(v.state != "active" for v in vers) or any(r.state != "ready" or r.live_failures for r in live):
@@ -146,8 +149,9 @@ def reconcile_service(ctx: Any, sid: str, probes: dict[str, tuple[str, bool]] | 
     settings = ctx.settings
     with session_scope(ctx.sessions) as s:
         svc = s.get(ServiceModel, sid, with_for_update=True, populate_existing=True)
-        if svc is None or svc.state not in ACTIVE_SERVICE_STATES:
+        if svc is None:
             return
+        settled = svc.state not in ACTIVE_SERVICE_STATES  # failed / stopped: only its leftovers drain
         vers = {v.id: v for v in svc_mod.versions_of(s, sid)}
         live = svc_mod.replicas_of(s, sid, live_only=True)
         jobs = {j.id: j for j in s.scalars(select(JobModel).where(
@@ -158,7 +162,7 @@ def reconcile_service(ctx: Any, sid: str, probes: dict[str, tuple[str, bool]] | 
             ver = vers.get(rep.version_id)
             job = jobs.get(rep.job_id) if rep.job_id else None
             jstate = job.state if job is not None else "cancelled"
-            if svc.state == "stopping" or ver is None or ver.state != "active":
+            if settled or svc.state == "stopping" or ver is None or ver.state != "active":
                 if rep.state != "draining":
                     move_replica(s, rep, "draining", reason="service stopping" if svc.state == "stopping"
                                  else "version not active")
@@ -206,6 +210,8 @@ def reconcile_service(ctx: Any, sid: str, probes: dict[str, tuple[str, bool]] | 
                 if ver.consecutive_failures:
                     ver.consecutive_failures = 0
 
+        if settled:
+            return
         if svc.state == "stopping":
             if not any(r.state in svc_mod.LIVE_REPLICA for r in live):
                 move_service(s, svc, "stopped", reason="every replica ended")

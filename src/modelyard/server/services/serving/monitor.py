@@ -98,7 +98,7 @@ def monitor(session: Session, svc: ServiceModel) -> dict[str, Any]:
     replicas = []
     job_ids = [r.job_id for r in reps if r.job_id]
     pids = dict(session.execute(select(JobReplicaModel.job_id, JobReplicaModel.pid).where(
-        JobReplicaModel.job_id.in_(job_ids)))) if job_ids else {}
+        JobReplicaModel.job_id.in_(job_ids))).all()) if job_ids else {}
     usage = _usage({r.id: pids.get(r.job_id) for r in reps})
     for r in reps:
         cpu, mem = usage.get(r.id, (0.0, 0.0))

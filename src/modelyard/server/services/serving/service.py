@@ -458,6 +458,12 @@ def service_detail(session: Session, ctx: Any, svc: ServiceModel) -> dict[str, A
         "versions": [version_view(v, reps) for v in vers],
         "replicas": [replica_view(r, vers) for r in reps if r.state in LIVE_REPLICA or r is reps[-1]],
     })
+    pending = [r["job_id"] for r in out["replicas"] if r["state"] == "pending" and r["job_id"]]
+    if pending:  # why a replica waits: its job's queue reason (quota, node capacity)
+        why = dict(session.execute(select(JobModel.id, JobModel.waiting_reason).where(JobModel.id.in_(pending))).all())
+        for r in out["replicas"]:
+            if r["state"] == "pending" and why.get(r["job_id"]):
+                r["waiting_reason"] = why[r["job_id"]]
     return out
 
 
