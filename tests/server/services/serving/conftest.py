@@ -33,8 +33,9 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b)
     def do_GET(self):
-        if self.path == "/livez":
-            return self._send(200, {"status": "live"})
+        if self.path == "/livez":  # a file `unhealthy` beside the socket (the test's switch) fails it
+            bad = os.path.exists(os.path.join(os.path.dirname(sock), "unhealthy"))
+            return self._send(500 if bad else 200, {"status": "sick" if bad else "live"})
         if self.path == "/readyz":
             return self._send(200 if time.time() - t0 > ready_after else 503, {})
         if self.path == "/v1/models":

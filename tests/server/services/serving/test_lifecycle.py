@@ -8,6 +8,7 @@ import copy
 import os
 import re
 import signal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -133,6 +134,20 @@ def test_replica_killed_is_replaced(alice, settings, ctx_of):
     assert died and died[0]["event_type"] == "abnormal", events
     assert "signal 9" in died[0]["message"] or "-9" in died[0]["message"] or "SIGKILL" in died[0]["message"]
     assert len(live_allocations(ctx)) == 1
+
+
+def test_a_replica_failing_its_liveness_probe_is_replaced(alice, settings):
+    mv = import_model(settings, alice)
+    r = alice.post("/api/v1/services", json={"name": "sick", "versions": [{"model": mv["id"], "cpu": 0.5,
+                                                                          "memory_mib": 256}]})
+    assert r.status_code == 201, r.text
+    d = wait_service(alice, "sick", ready, what="ready")
+    first = next(x for x in d["replicas"] if x["state"] == "ready")
+    (Path(first["socket_path"]).parent / "unhealthy").touch()
+    d = wait_service(alice, "sick", lambda d: ready(d) and first["id"] not in
+                     [x["id"] for x in d["replicas"] if x["state"] == "ready"], what="replaced")
+    events = [e["message"] for e in alice.get("/api/v1/services/sick/events").json()["events"]]
+    assert any("failed 3 liveness probes; replacing" in m for m in events), events
 
 
 def test_a_version_that_exits_at_once_fails_after_three_tries(alice, settings, ctx_of):
