@@ -91,6 +91,8 @@ def test_seed_71_deploys_a_ready_replica_and_stop_releases_it(alice, admin, sett
     infos = [e["event_info"] for e in alice.get(f"/v1/{alice.id}/services/{sid}/events").json()["events"]]
     for stage in ("accepted", "resources allocated", "environment prepared", "weights loaded", "running"):
         assert any(stage in i for i in infos), (stage, infos)
+    ma = alice.get(f"/v1/{alice.id}/services/{sid}").json()
+    assert ma["status"] == "running" and ma["config"][0]["weight"] == 100 and ma["config"][0]["instance_count"] == 2
     # serve jobs are hidden from the job list, shown by kind; one allocation per replica, no job slot
     assert alice.get("/api/v1/jobs").json()["total"] == 0
     serve = alice.get("/api/v1/jobs", params={"kind": "serve"}).json()

@@ -41,6 +41,8 @@ def _nothing_started(admin) -> None:
     ({"notAField": 1}, 400, "unsupported_field"),
     ({"resourceGroupId": "nosuchgroup"}, 404, "resource_group_not_found"),
     ({"cpu": 10_000}, 400, "invalid_request"),
+    ({"cpu": 64}, 403, "quota_exceeded"),  # more than the user's quota: it could never run
+    ({"gpu": 1, "gpuMem": 80}, 403, "quota_exceeded"),  # no GPU quota (nor an 80 GiB GPU)
 ])
 def test_seed_bad_version_fields_start_nothing(alice, admin, settings, changes, status, code):
     mv = import_model(settings, alice)

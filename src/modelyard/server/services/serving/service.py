@@ -23,7 +23,6 @@ from modelyard.server.services import events
 from modelyard.server.services import jobs as jobs_svc
 from modelyard.server.services.common import access
 from modelyard.server.services.common.paths import resolve_user_path
-from modelyard.server.services.quota import ledger
 from modelyard.server.services.serving import planning
 from modelyard.server.services.serving.states import move_replica, move_service, move_version
 from modelyard.server.settings import Settings
@@ -153,7 +152,7 @@ def validate_version(session: Session, settings: Settings, principal: Principal,
         group = jobs_svc.placement(session, SimpleNamespace(node_names=[], resource_group=spec.resource_group))
     role = _role(spec.cpu, spec.memory_mib, spec.gpu, spec.gpu_share, spec.gpu_mem, spec.gpu_cores, spec.mig_res,
                  group)
-    reasons = ledger.never_fits(session, user_id=owner_id, parts=jobs_svc.parts_for([role]), counts_as_job=False)
+    reasons, _quota = jobs_svc.never_fits_reasons(session, user_id=owner_id, roles=[role], counts_as_job=False)
     if reasons:
         msg = "a replica of this version can never run: " + "; ".join(reasons)
         if any("quota" in r for r in reasons):
