@@ -281,7 +281,14 @@ def _new_replica(s, ctx: Any, svc: ServiceModel, ver: ServiceVersionModel) -> Se
     sock = planning.socket_path(settings, rep.id)
     mv = s.get(ModelVersionModel, ver.model_version_id) if ver.model_version_id else None
     model_info = svc_mod._model_info(s, mv) if mv is not None else None
-    plan = svc_mod.launch_plan(s, settings, _named(ver, svc.name), model_info=model_info, socket_path=sock)
+    image = None
+    if ver.image_version_id:  # its Entrypoint/Cmd (run when the version gives no command) and Env
+        from modelyard.server.auth import Principal
+
+        owner = s.get(UserModel, svc.owner_id)
+        image = jobs_svc.resolve_image(s, Principal(owner.id, owner.name, owner.role), ver.image_version_id)
+    plan = svc_mod.launch_plan(s, settings, _named(ver, svc.name), model_info=model_info, socket_path=sock,
+                               image=image)
     sdir = planning.make_socket_dir(settings, rep.id)
     rep.socket_path = plan.socket_path
     rep.plan = {"ready_path": plan.ready_path, "live_path": plan.live_path, "boot_timeout_s": plan.boot_timeout_s,
@@ -291,7 +298,7 @@ def _new_replica(s, ctx: Any, svc: ServiceModel, ver: ServiceVersionModel) -> Se
     s.add(rep)
     s.flush()
     job = submit_serve_job(s, ctx, svc=svc, ver=ver, rep=rep, plan=plan, model_info=model_info,
-                           socket_dir=str(sdir))
+                           socket_dir=str(sdir), image=image)
     rep.job_id = job.id
     svc_mod.stage(s, svc, f"[v{ver.number}] replica {rep.index}: queued as job {job.id}",
                   data={"replica_id": rep.id, "job_id": job.id})
@@ -309,7 +316,7 @@ class _named:
 
 
 def submit_serve_job(s, ctx: Any, *, svc: ServiceModel, ver: ServiceVersionModel, rep: ServiceReplicaModel, plan,
-                     model_info: dict | None, socket_dir: str) -> JobModel:
+                     model_info: dict | None, socket_dir: str, image: dict | None = None) -> JobModel:
     """The job of kind `serve` backing one replica: same queue, ledger, sandbox and recovery as
     every job. Its spec is built here, server-side only (extra_binds: the socket folder writable,
     the plan's binds, the version's volumes)."""
@@ -319,11 +326,6 @@ def submit_serve_job(s, ctx: Any, *, svc: ServiceModel, ver: ServiceVersionModel
     job_id = new_id()
     jdir = jobs_svc.job_dir(settings, job_id)
     role = svc_mod.version_role(s, ver)
-    image = None
-    if ver.image_version_id:
-        from modelyard.server.auth import Principal
-
-        image = jobs_svc.resolve_image(s, Principal(owner.id, owner.name, owner.role), ver.image_version_id)
     binds = [[socket_dir, socket_dir, True], *[[p, p, bool(w)] for p, w in plan.binds],
              *[[v["host"], v["dst"], True] for v in ver.volumes or []]]
     env = {**(ver.envs or {}), **plan.env, "MODELYARD_SERVICE": svc.name, "MODELYARD_SERVICE_ID": svc.id,

@@ -169,7 +169,7 @@ def validate_version(session: Session, settings: Settings, principal: Principal,
                   monitor_threshold=spec.monitor_threshold, rate=spec.rate, req_method="rest")
     # the dry plan: the runtime is there (vllm prepared, template known, relay installed)
     launch_plan(session, settings, SimpleNamespace(name=service_name, **values), model_info=model_info,
-                socket_path="/nonexistent/validate.sock")
+                socket_path="/nonexistent/validate.sock", image=image)
     return values
 
 
@@ -190,7 +190,8 @@ def version_role(session: Session, ver: ServiceVersionModel) -> dict[str, Any]:
     return _role(ver.cpu, ver.memory_mib, ver.gpu, ver.gpu_share, ver.gpu_mem, ver.gpu_cores, ver.mig_res, group)
 
 
-def launch_plan(session: Session, settings: Settings, ver: Any, *, model_info: dict | None, socket_path: str):
+def launch_plan(session: Session, settings: Settings, ver: Any, *, model_info: dict | None, socket_path: str,
+                image: dict | None = None):
     adapters = {}
     for name, vid in (ver.adapters or {}).items():
         amv = session.get(ModelVersionModel, vid)
@@ -200,9 +201,6 @@ def launch_plan(session: Session, settings: Settings, ver: Any, *, model_info: d
     if model_info and model_info.get("base_path"):  # the version is an adapter: served by name on its base
         adapters = {served[0] if served else "adapter": model_info["path"], **adapters}
         served = []
-    image = None
-    if ver.image_version_id:
-        image = {"entrypoint": None, "cmd": None}
     return planning.plan(settings, session, runtime=ver.runtime, model=model_info, adapters=adapters,
                          served_names=served, template_id=ver.template_id, command=ver.command or "",
                          ports=planning.parse_ports(ver.image_ports), image=image, socket_path=socket_path,
