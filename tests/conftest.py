@@ -23,7 +23,6 @@ from fastapi.testclient import TestClient
 
 from modelyard.server.app import create_app
 from modelyard.server.settings import Settings
-
 from tests import harness
 from tests.harness import ADMIN_TOKEN
 
@@ -202,65 +201,28 @@ def wait_for():
     return harness.wait_for
 
 
-def _ctx_of(client):
-    tc = getattr(client, "tc", client)
-    return tc.app.state.ctx
-
-
 @pytest.fixture
 def ctx_of():
     """ctx_of(client_or_user) -> the test app's AppContext."""
-    return _ctx_of
+    return harness.ctx_of
 
 
 @pytest.fixture
 def set_quota():
     """set_quota(client, user_id, cpu=..., jobs=..., ...) writes the user's quota row."""
-
-    def set_(client, user_id: str, **values) -> None:
-        from modelyard.server.db import session_scope
-        from modelyard.server.services.quota import ledger
-
-        with session_scope(_ctx_of(client).sessions) as s:
-            q = ledger.get_quota(s, user_id)
-            for k, v in values.items():
-                setattr(q, k, v)
-
-    return set_
+    return harness.set_quota
 
 
 @pytest.fixture
 def submit_custom():
     """submit_custom(user, command, cpu=0.1, memory_mib=64, expect=201, **body) -> the job."""
-
-    def submit(user, command, *, cpu: float = 0.1, memory_mib: int = 64, expect: int = 201, **extra) -> dict:
-        body = {"kind": "custom", "command": command,
-                "roles": [{"role": "master", "replicas": 1, "cpu": cpu, "memory_mib": memory_mib}], **extra}
-        r = user.post("/api/v1/jobs", json=body)
-        assert r.status_code == expect, r.text
-        return r.json()
-
-    return submit
+    return harness.submit_custom
 
 
 @pytest.fixture
 def wait_state():
     """wait_state(user, job_id, state(s), timeout=30) -> the job once it is in one of the states."""
-
-    def wait(user, job_id: str, states, timeout: float = 30.0) -> dict:
-        states = {states} if isinstance(states, str) else set(states)
-
-        def check():
-            j = user.get(f"/api/v1/jobs/{job_id}").json()
-            return j if j["state"] in states else None
-
-        try:
-            return harness.wait_for(check, timeout=timeout, what=f"job {job_id} in {states}")
-        except AssertionError:
-            detail = user.get(f"/api/v1/jobs/{job_id}").json()
-            raise AssertionError(f"job {job_id} not in {states}: {detail}") from None
-
-    return wait
+    return harness.wait_state
 
 
 @pytest.fixture

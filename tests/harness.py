@@ -1,5 +1,7 @@
-"""The test harness: a real `modelyard server` process, waiting, job processes. Plain classes and
-functions, imported by name (conftest.py turns them into fixtures; no `import *`)."""
+"""The test harness: a real `modelyard server` process, waiting, job processes, and the in-process
+app's helpers (its context, a user's quota, a custom job and its state). Plain classes and
+functions, imported by name where a fixture does not fit (a module-level helper); conftest.py
+turns them into fixtures. No `import *`."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from modelyard.server.db import session_scope
+from modelyard.server.services.quota import ledger
 
 ADMIN_TOKEN = "my_test_admin_token"
 
@@ -34,6 +39,44 @@ def wait_for(fn: Callable, timeout: float = 20.0, interval: float = 0.05, what: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def ctx_of(client):
+    """The AppContext of the in-process test app behind a TestClient or a conftest UserClient."""
+    tc = getattr(client, "tc", client)
+    return tc.app.state.ctx
+
+
+def set_quota(client, user_id: str, **values) -> None:
+    """Write the user's quota row (cpu=..., jobs=..., storage_bytes=..., ...)."""
+    with session_scope(ctx_of(client).sessions) as s:
+        q = ledger.get_quota(s, user_id)
+        for k, v in values.items():
+            setattr(q, k, v)
+
+
+def submit_custom(user, command, *, cpu: float = 0.1, memory_mib: int = 64, expect: int = 201, **extra) -> dict:
+    """Submit a one-replica custom job as `user`; asserts the status code, returns the job."""
+    body = {"kind": "custom", "command": command,
+            "roles": [{"role": "master", "replicas": 1, "cpu": cpu, "memory_mib": memory_mib}], **extra}
+    r = user.post("/api/v1/jobs", json=body)
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def wait_state(user, job_id: str, states, timeout: float = 30.0) -> dict:
+    """The job once it is in one of the states (the job's detail in the failure message)."""
+    states = {states} if isinstance(states, str) else set(states)
+
+    def check():
+        j = user.get(f"/api/v1/jobs/{job_id}").json()
+        return j if j["state"] in states else None
+
+    try:
+        return wait_for(check, timeout=timeout, what=f"job {job_id} in {states}")
+    except AssertionError:
+        detail = user.get(f"/api/v1/jobs/{job_id}").json()
+        raise AssertionError(f"job {job_id} not in {states}: {detail}") from None
 
 
 def job_processes(root: Path) -> list[psutil.Process]:

@@ -6,14 +6,23 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from modelyard.cli._common import client as _client
+from modelyard.cli._common import (
+    confirm,
+    is_wide,
+    json_option,
+    output_option,
+    print_json,
+    print_table,
+    say,
+    split_version,
+    yes_option,
+)
 
 app = typer.Typer(help="Datasets: create from your files (jsonl/json/csv/parquet/txt), versions, preview.",
                   no_args_is_help=True)
-console = Console()
+REF = "name, id or id prefix; NAME:VERSION for one version"
 
 
 def _rows(v: dict) -> str:
@@ -21,16 +30,15 @@ def _rows(v: dict) -> str:
 
 
 def _print_version(v: dict, *, preview: bool = True) -> None:
-    console.print(f"version [bold]{v['version']}[/] ({v['id']}): {v['shape']}"
-                  f"{'/' + v['chat_format'] if v['chat_format'] else ''}, {v['format']}, {_rows(v)} rows")
-    t = Table("split", "file", "rows", "size", "sha256", "from")
-    for f in v.get("files", []):
-        t.add_row(f["split"], f["name"], str(f["rows"]), str(f["size"]), f["sha256"][:16], f["source"])
-    console.print(t)
+    say(f"version [bold]{v['version']}[/] ({v['id']}): {v['shape']}"
+        f"{'/' + v['chat_format'] if v['chat_format'] else ''}, {v['format']}, {_rows(v)} rows")
+    print_table(["split", "file", "rows", "size", "sha256", "from"],
+                [[f["split"], f["name"], f["rows"], f["size"], f["sha256"][:16], f["source"]]
+                 for f in v.get("files", [])])
     if preview:
         for split, rows in (v.get("preview") or {}).items():
             for row in rows[:2]:
-                console.print(f"[dim]{split}:[/] {json.dumps(row, ensure_ascii=False)[:200]}")
+                say(f"[dim]{split}:[/] " + json.dumps(row, ensure_ascii=False)[:200].replace("[", "\\["))
 
 
 @app.command("create")
@@ -41,7 +49,8 @@ def create(name: str,
            test: str = typer.Option(None, help="test file or folder"),
            description: str = "", public: bool = typer.Option(False, help="visible to every user"),
            upload: Path = typer.Option(None, help="upload this local file to --path first (resumable)",
-                                       exists=True, dir_okay=False)) -> None:
+                                       exists=True, dir_okay=False),
+           as_json: bool = json_option()) -> None:
     """Create a dataset (version 1) from your files; a new version if NAME exists already."""
     from modelyard.sdk import APIError
 
@@ -62,57 +71,77 @@ def create(name: str,
         existing = None  # someone else's public dataset: make your own
     if existing is not None:
         v = c.datasets.create_version(name, path, train=train, validate=validate, test=test, description=description)
-        console.print(f"dataset [bold]{name}[/]: new version")
+        if not as_json:
+            say(f"dataset [bold]{name}[/]: new version")
     else:
         ds = c.datasets.create(name, path, train=train, validate=validate, test=test, description=description,
                                is_public=public)
         v = ds["version"]
-        console.print(f"created dataset [bold]{ds['name']}[/] ({ds['id']})")
+        if not as_json:
+            say(f"created dataset [bold]{ds['name']}[/] ({ds['id']})")
+    if as_json:
+        print_json(v)
+        return
     _print_version(v)
 
 
 @app.command("ls")
-def ls(q: str = typer.Option(None, help="name contains"), page: int = 1, page_size: int = 50) -> None:
+def ls(q: str = typer.Option(None, help="name contains"), page: int = 1, page_size: int = 50,
+       as_json: bool = json_option(), output: str = output_option()) -> None:
     """Your datasets and public ones."""
+    wide = is_wide(output)
     res = _client().datasets.list(page=page, page_size=page_size, q=q)
-    t = Table("id", "name", "versions", "latest", "shape", "rows", "public")
+    if as_json:
+        print_json(res["items"])
+        return
+    rows = []
     for d in res["items"]:
         lv = d["latest_version"] or {}
-        t.add_row(d["id"], d["name"], str(d["versions_count"]), str(lv.get("version", "-")), lv.get("shape", ""),
-                  _rows(lv) if lv else "", "yes" if d["is_public"] else "")
-    console.print(t)
-    console.print(f"{len(res['items'])} of {res['total']}")
+        row = [d["id"], d["name"], d["versions_count"], lv.get("version", "-"), lv.get("shape", ""),
+               _rows(lv) if lv else "", "yes" if d["is_public"] else ""]
+        if wide:
+            row += [d.get("owner_id", ""), lv.get("format", ""), lv.get("id", ""), d.get("description", "")]
+        rows.append(row)
+    cols = ["id", "name", "versions", "latest", "shape", "rows", "public"]
+    print_table(cols + (["owner", "format", "latest version id", "description"] if wide else []), rows,
+                caption=f"{len(res['items'])} of {res['total']}")
 
 
 @app.command("show")
-def show(dataset: str, version: str = typer.Option(None, help="a version number (default: all, latest in full)")
-         ) -> None:
-    """A dataset, its versions, files and a preview."""
+def show(dataset: str = typer.Argument(..., help=REF), as_json: bool = json_option()) -> None:
+    """A dataset with its versions (the latest in full), or one version: NAME:VERSION."""
     c = _client()
-    d = c.datasets.get(dataset)
-    console.print(f"[bold]{d['name']}[/] ({d['id']}){' public' if d['is_public'] else ''}")
+    name, version = split_version(dataset)
+    if version is not None:
+        v = c.datasets.version(name, version)
+        if as_json:
+            print_json(v)
+            return
+        _print_version(v)
+        return
+    d = c.datasets.get(name)
+    if as_json:
+        print_json(d)
+        return
+    say(f"[bold]{d['name']}[/] ({d['id']}){' public' if d['is_public'] else ''}")
     if d["description"]:
-        console.print(d["description"])
-    if version is None:
-        t = Table("version", "id", "shape", "format", "rows", "created")
-        for v in d["versions"]:
-            t.add_row(str(v["version"]), v["id"], v["shape"], v["format"], _rows(v), v["created_at"][:19])
-        console.print(t)
-        version = "latest"
+        say(d["description"])
+    print_table(["version", "id", "shape", "format", "rows", "created"],
+                [[v["version"], v["id"], v["shape"], v["format"], _rows(v), v["created_at"][:19]]
+                 for v in d["versions"]])
     if d["versions"]:
-        _print_version(c.datasets.version(dataset, version))
+        _print_version(c.datasets.version(name, "latest"))
 
 
 @app.command("rm")
-def rm(dataset: str, version: str = typer.Option(None, help="delete only this version"),
-       yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")) -> None:
-    """Delete a dataset (or one version). Refused while a job uses it."""
-    what = f"{dataset} version {version}" if version else dataset
-    if not yes:
-        typer.confirm(f"delete {what}?", abort=True)
+def rm(dataset: str = typer.Argument(..., help=REF), yes: bool = yes_option()) -> None:
+    """Delete a dataset, or one version (NAME:VERSION). Refused while a job or a model's lineage needs it."""
+    name, version = split_version(dataset)
+    what = f"dataset {name} version {version}" if version else f"dataset {name} and all its versions"
+    confirm(f"delete {what}?", yes)
     c = _client()
     if version:
-        c.datasets.delete_version(dataset, version)
+        c.datasets.delete_version(name, version)
     else:
-        c.datasets.delete(dataset)
-    console.print(f"deleted {what}")
+        c.datasets.delete(name)
+    say(f"deleted {what}")

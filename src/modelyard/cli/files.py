@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -19,31 +18,42 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from modelyard.cli._common import client as _client
-from modelyard.cli._common import human_size
+from modelyard.cli._common import (
+    confirm,
+    console,
+    human_size,
+    is_wide,
+    json_option,
+    output_option,
+    print_json,
+    print_table,
+    yes_option,
+)
 
 
 def _size(n: int | None) -> str:
     return human_size(n or 0)
 
 app = typer.Typer(help="Files: list, upload (resumable), download, mkdir, mv, rm, extract.", no_args_is_help=True)
-console = Console()
 
 PUBLIC = typer.Option(False, "--public", help="work in the public root")
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False,
+                    disable=not console.is_terminal)  # a pipe gets the result lines only
 
 
 @app.command("ls")
 def ls(path: str = typer.Argument("", help="directory (default: the root)"), public: bool = PUBLIC,
        page: int = typer.Option(1, help="page (1-based)"), page_size: int = typer.Option(100, help="entries per page"),
-       all_: bool = typer.Option(False, "--all", "-a", help="every entry (all pages)")) -> None:
+       all_: bool = typer.Option(False, "--all", "-a", help="every entry (all pages)"),
+       as_json: bool = json_option(), output: str = output_option()) -> None:
     """List a directory."""
+    wide = is_wide(output)
     files = _client().files
     if all_:
         items = list(files.iter(path, public=public))
@@ -51,19 +61,25 @@ def ls(path: str = typer.Argument("", help="directory (default: the root)"), pub
     else:
         res = files.list(path, public=public, page=page, page_size=page_size)
         items, total = res["items"], res["total"]
-    t = Table("name", "size", "modified", "sha256", box=None)
-    for e in items:
-        name = f"[blue]{e['name']}/[/]" if e["is_dir"] else e["name"]
-        t.add_row(name, "" if e["is_dir"] else _size(e["size"]), str(e["mtime"])[:19], (e["sha256"] or "")[:12])
-    console.print(t)
+    if as_json:
+        print_json(items)
+        return
+    print_table(["name", "size", "modified", "sha256"],
+                [[e["name"] + ("/" if e["is_dir"] else ""), "" if e["is_dir"] else (e["size"] if wide else _size(e["size"])),
+                  str(e["mtime"])[:19], (e["sha256"] or "") if wide else (e["sha256"] or "")[:12]] for e in items])
     if not all_ and total > len(items):
-        console.print(f"[dim]{len(items)} of {total} entries (page {page}; --page / --all for more)[/]")
+        from modelyard.cli._common import err
+
+        err(f"{len(items)} of {total} entries (page {page}; --page / --all for more)")
 
 
 @app.command("stat")
-def stat(path: str, public: bool = PUBLIC) -> None:
+def stat(path: str, public: bool = PUBLIC, as_json: bool = json_option()) -> None:
     """Show one entry."""
     e = _client().files.stat(path, public=public)
+    if as_json:
+        print_json(e)
+        return
     for k in ("path", "is_dir", "size", "sha256", "mtime", "owner_id", "public"):
         console.print(f"[bold]{k}[/]: {e.get(k)}")
 
@@ -160,13 +176,16 @@ def mv(src: str, dst: str, public: bool = PUBLIC,
 
 @app.command("rm")
 def rm(path: str, public: bool = PUBLIC,
-       recursive: bool = typer.Option(False, "-r", "--recursive", help="delete a directory and everything in it")
-       ) -> None:
+       recursive: bool = typer.Option(False, "-r", "--recursive", help="delete a directory and everything in it"),
+       yes: bool = yes_option()) -> None:
     """Delete a file (or, with -r, a directory tree)."""
     files = _client().files
     if not recursive and files.stat(path, public=public)["is_dir"]:
-        console.print(f"[red]{path} is a directory[/] (use -r to delete it and everything in it)")
+        from modelyard.cli._common import err
+
+        err(f"error: {path} is a directory (use -r to delete it and everything in it)")
         raise typer.Exit(1)
+    confirm(f"delete {path}{' and everything in it' if recursive else ''}?", yes)
     res = files.delete(path, public=public, recursive=recursive)
     console.print(f"deleted [bold]{res['path']}[/] ({res['files']} files, {_size(res['bytes'])})")
 
@@ -181,9 +200,12 @@ def extract(archive: str, dest: str = typer.Argument(None, help="folder (default
 
 
 @app.command("usage")
-def usage() -> None:
+def usage(as_json: bool = json_option()) -> None:
     """Storage used against your quota."""
     u = _client().files.usage()
+    if as_json:
+        print_json(u)
+        return
     qb = _size(u["quota_bytes"]) if u["quota_bytes"] is not None else "unlimited"
     qf = u["quota_files"] if u["quota_files"] is not None else "unlimited"
     console.print(f"{_size(u['bytes'])} in {u['files']} files (quota {qb}, {qf} files); "
@@ -191,16 +213,15 @@ def usage() -> None:
 
 
 @app.command("uploads")
-def uploads() -> None:
+def uploads(as_json: bool = json_option()) -> None:
     """Open (resumable) uploads."""
-    t = Table(box=None)
-    t.add_column("id", no_wrap=True, min_width=32)
-    for col in ("path", "received", "size", "expires"):
-        t.add_column(col)
-    for u in _client().files.uploads():
-        t.add_row(u["id"], ("public:" if u["public"] else "") + u["path"], _size(u["received_bytes"]),
-                  _size(u["size"]), str(u["expires_at"])[:19])
-    console.print(t)
+    items = _client().files.uploads()
+    if as_json:
+        print_json(items)
+        return
+    print_table(["id", "path", "received", "size", "expires"],
+                [[u["id"], ("public:" if u["public"] else "") + u["path"], _size(u["received_bytes"]),
+                  _size(u["size"]), str(u["expires_at"])[:19]] for u in items])
 
 
 @app.command("abort")

@@ -1,22 +1,27 @@
 """`modelyard` command line. Sub-command groups live in their own modules (files, images, ...)
-and talk to the server through the SDK."""
+and talk to the server through the SDK; every group follows the README's "CLI conventions"
+(ls / show / rm / logs / create, --json, -o wide, -y, -f = --follow, refs by name or id prefix)."""
 
 from __future__ import annotations
 
 import importlib
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from modelyard.cli._common import client
+from modelyard.cli._common import Group, client, console, json_option, print_json, say, state
 
-app = typer.Typer(help="Modelyard: the LLM lifecycle platform.", no_args_is_help=True)
-console = Console()
+app = typer.Typer(cls=Group, name="modelyard", help="Modelyard: the LLM lifecycle platform.", no_args_is_help=True)
 
 # module name -> group name. Each module defines `app = typer.Typer(...)`.
 GROUPS = {"files": "files", "images": "images", "datasets": "datasets", "models": "models",
-          "quota": "quota", "jobs": "jobs", "searches": "search", "serve": "serve"}
+          "quota": "quota", "jobs": "jobs", "searches": "search", "users": "users", "tokens": "tokens",
+          "samples": "samples", "runtimes": "runtimes", "serve": "serve"}
+
+
+@app.callback()
+def modelyard(debug: bool = typer.Option(False, "--debug", help="show tracebacks of failures")) -> None:
+    """Modelyard: the LLM lifecycle platform. Set MODELYARD_URL and MODELYARD_TOKEN to talk to a server."""
+    state.debug = debug
 
 
 @app.command()
@@ -41,22 +46,15 @@ def demo_model() -> None:
     import_demo_model(console)
 
 
-users_app = typer.Typer(help="Users and tokens (admin).", no_args_is_help=True)
-app.add_typer(users_app, name="users")
-
-
-@users_app.command("create")
-def users_create(name: str, role: str = typer.Option("user")) -> None:
-    u = client().users.create(name, role)
-    console.print(f"created user [bold]{u['name']}[/] ({u['id']}); token (shown once): [green]{u['token']}[/]")
-
-
-@users_app.command("ls")
-def users_ls() -> None:
-    t = Table("id", "name", "role", "created")
-    for u in client().users.list():
-        t.add_row(u["id"], u["name"], u["role"], u["created_at"])
-    console.print(t)
+@app.command("whoami")
+def whoami(as_json: bool = json_option()) -> None:
+    """The user your token belongs to, and the server it talks to."""
+    c = client()
+    me = c.whoami()
+    if as_json:
+        print_json(me)
+        return
+    say(f"{me['name']} ({me['role']}, id {me['id']}) at {c.url}")
 
 
 def _add_groups() -> None:
@@ -71,17 +69,14 @@ def _add_groups() -> None:
 
 
 _add_groups()
-app.command("finetune")(importlib.import_module("modelyard.cli.jobs").finetune)
+_jobs = importlib.import_module("modelyard.cli.jobs")
+app.command("finetune")(_jobs.finetune)
+app.command("hparams")(_jobs.hparams)
+app.command("chat")(importlib.import_module("modelyard.cli.chat").chat)
 
 
 def main() -> None:
-    from modelyard.sdk import APIError
-
-    try:
-        app()
-    except APIError as exc:
-        console.print(f"[red]error {exc.status} {exc.code}[/]: {exc.message}")
-        raise SystemExit(1) from None
+    app()
 
 
 if __name__ == "__main__":

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from modelyard.cli._common import client as _client
-from modelyard.cli._common import human_size
+from modelyard.cli._common import (
+    confirm,
+    console,
+    human_size,
+    is_wide,
+    json_option,
+    output_option,
+    print_json,
+    print_table,
+    say,
+    split_version,
+    yes_option,
+)
 
 
 def _size(n: int | None) -> str:
     return human_size(n) if n else "-"
 
 app = typer.Typer(help="Model registry: import, versions, aliases, metrics.", no_args_is_help=True)
-console = Console()
+REF = "name, id or id prefix; NAME:VERSION or NAME:ALIAS for one version"
 
 
 _STATUS = {"done": "[green]done[/]", "importing": "[yellow]importing[/]", "failed": "[red]failed[/]"}
@@ -24,31 +32,61 @@ _STATUS = {"done": "[green]done[/]", "importing": "[yellow]importing[/]", "faile
 
 @app.command("ls")
 def ls(q: str = typer.Option(None, help="name contains"), mine: bool = typer.Option(False, help="only yours"),
-       page: int = 1, page_size: int = 50) -> None:
+       page: int = 1, page_size: int = 50, as_json: bool = json_option(), output: str = output_option()) -> None:
     """Your models and public ones."""
+    wide = is_wide(output)
     res = _client().models.list(page=page, page_size=page_size, q=q, mine=mine)
-    t = Table("id", "name", "owner", "public", "versions", "latest", "size")
+    if as_json:
+        print_json(res["items"])
+        return
+    rows = []
     for m in res["items"]:
-        t.add_row(m["id"], m["name"], m.get("owner_name") or m["owner_id"], "yes" if m["is_public"] else "",
-                  str(m["versions_count"]), f"{m['latest_version'] or '-'} {_STATUS.get(m['latest_status'] or '', '')}",
-                  _size(m["size_bytes"]))
-    console.print(t)
-    console.print(f"{len(res['items'])} of {res['total']}")
+        row = [m["id"], m["name"], m.get("owner_name") or m["owner_id"], "yes" if m["is_public"] else "",
+               m["versions_count"], f"{m['latest_version'] or '-'} {_STATUS.get(m['latest_status'] or '', '')}",
+               _size(m["size_bytes"])]
+        if wide:
+            row += [m.get("type", ""), m.get("description", ""), str(m.get("created_at", ""))[:19]]
+        rows.append(row)
+    cols = ["id", "name", "owner", "public", "versions", "latest", "size"]
+    print_table(cols + (["type", "description", "created"] if wide else []), rows,
+                caption=f"{len(res['items'])} of {res['total']}")
+
+
+def _print_version(v: dict, name: str) -> None:
+    say(f"[bold]{name}:{v['version']}[/] ({v['id']}) {v['status']}")
+    for k in ("format", "architecture", "scale", "dtype", "context_length", "size_bytes", "path", "job_id",
+              "base_version_id", "dataset_version_id", "hyperparameters", "aliases", "status_reason",
+              "description"):
+        if v.get(k) not in (None, "", []):
+            say(f"  {k}: {v[k]}")
+    for f in v.get("files") or []:
+        say(f"  file {f['path']} {human_size(f['size'])} sha256 {f['sha256']}")
 
 
 @app.command("show")
-def show(model: str) -> None:
-    """A model with its versions and aliases."""
-    m = _client().models.get(model)
-    console.print(f"[bold]{m['name']}[/] ({m['id']}) owner {m.get('owner_name')} type {m['type']}"
-                  f"{' public' if m['is_public'] else ''}")
+def show(model: str = typer.Argument(..., help=REF), as_json: bool = json_option()) -> None:
+    """A model with its versions and aliases, or one version in full (NAME:VERSION)."""
+    c = _client()
+    name, version = split_version(model)
+    if version is not None:
+        v = c.models.version(name, version)
+        if as_json:
+            print_json(v)
+            return
+        _print_version(v, name)
+        return
+    m = c.models.get(name)
+    if as_json:
+        print_json(m)
+        return
+    say(f"[bold]{m['name']}[/] ({m['id']}) owner {m.get('owner_name')} type {m['type']}"
+        f"{' public' if m['is_public'] else ''}")
     if m["description"]:
-        console.print(m["description"])
-    t = Table("version", "id", "status", "format", "architecture", "scale", "dtype", "ctx", "size", "aliases")
-    for v in m["versions"]:
-        t.add_row(v["version"], v["id"], _STATUS.get(v["status"], v["status"]), v["format"], v["architecture"],
-                  v["scale"], v["dtype"], str(v["context_length"] or "-"), _size(v["size_bytes"]), ",".join(v["aliases"]))
-    console.print(t)
+        say(m["description"])
+    print_table(["version", "id", "status", "format", "architecture", "scale", "dtype", "ctx", "size", "aliases"],
+                [[v["version"], v["id"], _STATUS.get(v["status"], v["status"]), v["format"], v["architecture"],
+                  v["scale"], v["dtype"], v["context_length"] or "-", _size(v["size_bytes"]), ",".join(v["aliases"])]
+                 for v in m["versions"]])
 
 
 @app.command("import")
@@ -81,64 +119,84 @@ def import_(name: str, path: str = typer.Argument(..., help="folder or .gguf fil
 
 
 @app.command("versions")
-def versions(model: str) -> None:
-    t = Table("version", "id", "status", "format", "params", "job", "base", "created")
-    for v in _client().models.versions(model):
-        t.add_row(v["version"], v["id"], _STATUS.get(v["status"], v["status"]), v["format"], v["scale"],
-                  v["job_id"] or "", v["base_version_id"] or "", v["created_at"])
-    console.print(t)
-
-
-@app.command("version")
-def version(model: str, version: str) -> None:
-    """One version in full (files with SHA-256, inspection details, lineage)."""
-    console.print_json(json.dumps(_client().models.version(model, version)))
+def versions(model: str = typer.Argument(..., help="name, id or id prefix"), as_json: bool = json_option()) -> None:
+    """A model's versions with their lineage (job, base version)."""
+    vs = _client().models.versions(model)
+    if as_json:
+        print_json(vs)
+        return
+    print_table(["version", "id", "status", "format", "params", "job", "base", "created"],
+                [[v["version"], v["id"], _STATUS.get(v["status"], v["status"]), v["format"], v["scale"],
+                  v["job_id"] or "", v["base_version_id"] or "", v["created_at"]] for v in vs])
 
 
 @app.command("resolve")
-def resolve(ref: str) -> None:
-    """'<model>', '<model>:<version|alias>' or a version id -> the version."""
+def resolve(ref: str = typer.Argument(..., help="NAME, NAME:VERSION, NAME:ALIAS or a version id"),
+            as_json: bool = json_option()) -> None:
+    """Which version a reference names: id, version, format and path (one line, never wrapped)."""
     v = _client().models.resolve(ref)
-    console.print(f"{v['id']} {v['version']} {v['format']} {v['path']}")
+    if as_json:
+        print_json(v)
+        return
+    say(f"{v['id']} {v['version']} {v['format']} {v['path']}")
 
 
 @app.command("alias")
-def alias(model: str, alias: str, version: str) -> None:
-    """Point ALIAS (e.g. production) at VERSION."""
-    a = _client().models.set_alias(model, alias, version)
-    console.print(f"{model}:{a['alias']} -> {a['version']}")
+def alias(version: str = typer.Argument(..., help="NAME:VERSION the alias points at"),
+          alias: str = typer.Argument(..., help="e.g. production")) -> None:
+    """Point ALIAS at a version: `modelyard models alias smollm2:3 production`."""
+    name, ver = split_version(version)
+    if ver is None:
+        raise typer.BadParameter("give the version as NAME:VERSION", param_hint="VERSION")
+    a = _client().models.set_alias(name, alias, ver)
+    say(f"{name}:{a['alias']} -> {a['version']}")
 
 
 @app.command("unalias")
-def unalias(model: str, alias: str) -> None:
-    _client().models.delete_alias(model, alias)
-    console.print(f"removed alias {alias}")
+def unalias(ref: str = typer.Argument(..., help="NAME:ALIAS")) -> None:
+    """Remove an alias."""
+    name, al = split_version(ref)
+    if al is None:
+        raise typer.BadParameter("give it as NAME:ALIAS", param_hint="REF")
+    _client().models.delete_alias(name, al)
+    say(f"removed alias {name}:{al}")
 
 
 @app.command("metrics")
-def metrics(model: str, version: str, add: list[str] = typer.Option(None, "--add", help="name=value"),
-            step: int = typer.Option(None)) -> None:
+def metrics(version: str = typer.Argument(..., help="NAME:VERSION"),
+            add: list[str] = typer.Option(None, "--add", help="name=value (repeatable)"),
+            step: int = typer.Option(None, help="the step the added values belong to"),
+            as_json: bool = json_option()) -> None:
     """List a version's metrics, or append some with --add bleu=31.2."""
+    name, ver = split_version(version)
+    if ver is None:
+        raise typer.BadParameter("give the version as NAME:VERSION", param_hint="VERSION")
     c = _client()
     if add:
         values = {}
         for item in add:
             k, _, val = item.partition("=")
             values[k.strip()] = float(val)
-        c.models.add_metrics(model, version, values, step=step)
-    t = Table("name", "value", "step", "at")
-    for r in c.models.metrics(model, version):
-        t.add_row(r["name"], f"{r['value']:g}", "" if r["step"] is None else str(r["step"]), r["created_at"])
-    console.print(t)
+        c.models.add_metrics(name, ver, values, step=step)
+    rows = c.models.metrics(name, ver)
+    if as_json:
+        print_json(rows)
+        return
+    print_table(["name", "value", "step", "at"],
+                [[r["name"], f"{r['value']:g}", "" if r["step"] is None else r["step"], r["created_at"]]
+                 for r in rows])
 
 
 @app.command("rm")
-def rm(model: str, version: str = typer.Argument(None, help="only this version")) -> None:
-    """Delete a version, or the whole model (refused while in use)."""
+def rm(model: str = typer.Argument(..., help=REF), yes: bool = yes_option()) -> None:
+    """Delete a version (NAME:VERSION) or the whole model. Refused while a job, a service or another
+    version's lineage needs it."""
+    name, version = split_version(model)
+    what = f"model version {name}:{version}" if version else f"model {name} and all its versions"
+    confirm(f"delete {what}?", yes)
     c = _client()
     if version:
-        c.models.delete_version(model, version)
-        console.print(f"deleted {model}:{version}")
+        c.models.delete_version(name, version)
     else:
-        c.models.delete(model)
-        console.print(f"deleted model {model}")
+        c.models.delete(name)
+    say(f"deleted {what}")

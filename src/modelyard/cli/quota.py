@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from modelyard.cli._common import client as _client
-from modelyard.cli._common import human_size
+from modelyard.cli._common import (
+    human_size,
+    json_option,
+    memory_mib,
+    print_json,
+    print_rich_table,
+    print_table,
+)
 from modelyard.core.units import parse_bytes
 
 _size = human_size
 
 app = typer.Typer(help="Quotas, nodes, resource pools and flavors.", no_args_is_help=True)
-console = Console()
 
 OFF = ("none", "off", "unlimited", "null", "")
 
@@ -50,25 +55,38 @@ def _quota_table(q: dict) -> Table:
 
 
 @app.command("show")
-def show(user: str = typer.Option(None, "--user", "-u", help="user id or name (admin); default: you")) -> None:
+def show(user: str = typer.Option(None, "--user", "-u", help="user id or name (admin); default: you"),
+         as_json: bool = json_option()) -> None:
     """Your quota (or a user's): limits, used by live allocations, remaining, window, storage."""
     c = _client()
     q = c.quota.get(user) if user else c.quota.me()
-    console.print(_quota_table(q))
+    if as_json:
+        print_json(q)
+        return
+    _print_quota(q)
 
 
-@app.command("list")
-def list_quotas() -> None:
+def _print_quota(q: dict) -> None:
+    print_rich_table(_quota_table(q))
+
+
+@app.command("ls")
+def list_quotas(as_json: bool = json_option()) -> None:
     """Admin: every user's quota and usage."""
-    t = Table("user", "cpu used/limit", "memory used/limit", "gpu", "vgpu", "mig", "jobs", "window", "configured")
-    for q in _client().quota.list():
+    qs = _client().quota.list()
+    if as_json:
+        print_json(qs)
+        return
+    rows = []
+    for q in qs:
         lim, used = q["limits"], q["used"]
-        t.add_row(q["user_name"] or q["user_id"], f"{used['cpu']:g}/{lim['cpu']:g}",
+        rows.append([q["user_name"] or q["user_id"], f"{used['cpu']:g}/{lim['cpu']:g}",
                   f"{_gib(used['memory_mib'])}/{_gib(lim['memory_mib'])}",
                   f"{used['gpu']}/{lim['gpu']}", f"{used['vgpu']}/{lim['vgpu']}", f"{used['mig']}/{lim['mig']}",
                   f"{q['jobs_used']}/{q['jobs']}", f"{q['start_at'] or '-'} .. {q['end_at'] or '-'}",
-                  "yes" if q["is_init_config"] else "no")
-    console.print(t)
+                  "yes" if q["is_init_config"] else "no"])
+    print_table(["user", "cpu used/limit", "memory used/limit", "gpu", "vgpu", "mig", "jobs", "window",
+                 "configured"], rows)
 
 
 def _opt_clearable(value: str | None, parse):
@@ -83,7 +101,7 @@ def _opt_clearable(value: str | None, parse):
 def set_quota(
     user: str = typer.Argument(..., help="user id or name"),
     cpu: float = typer.Option(None, help="CPU cores"),
-    memory: str = typer.Option(None, help="memory, e.g. 16GiB or 512MiB (plain number: MiB)"),
+    memory: str = typer.Option(None, metavar="SIZE", help="memory, e.g. 16GiB or 512MiB (plain number: MiB)"),
     gpu: int = typer.Option(None), vgpu: int = typer.Option(None), mig: int = typer.Option(None),
     jobs: int = typer.Option(None, help="concurrent jobs"),
     start: str = typer.Option(None, help="window start 'YYYY-MM-DD HH:MM:SS' (UTC); 'none' clears"),
@@ -94,34 +112,41 @@ def set_quota(
     """Admin: set a user's quota (only the options given change)."""
     kw: dict = {"cpu": cpu, "gpu": gpu, "vgpu": vgpu, "mig": mig, "jobs": jobs}
     if memory is not None:
-        kw["memory_mib"] = int(memory) if memory.strip().isdigit() else parse_bytes(memory) // (1024 * 1024)
+        kw["memory_mib"] = memory_mib(memory)
     for name, raw, parse in (("start_at", start, str), ("end_at", end, str), ("storage_bytes", storage, parse_bytes),
                              ("storage_files", files, int)):
         value, given = _opt_clearable(raw, parse)
         if given:
             kw[name] = value
     q = _client().quota.set(user, **kw)
-    console.print(_quota_table(q))
+    _print_quota(q)
 
 
 @app.command("nodes")
-def nodes() -> None:
+def nodes(as_json: bool = json_option()) -> None:
     """Nodes: status and allocated / capacity per dimension."""
+    items = _client().resources.nodes()
+    if as_json:
+        print_json(items)
+        return
     t = Table("node", "group", "status", "cpu", "memory", "gpu", "vgpu", "mig", "allocations", "labels")
-    for n in _client().resources.nodes():
+    for n in items:
         cap, al = n["capacity"], n["allocated"]
         status = {"ready": "[green]ready[/]", "cordoned": "[yellow]cordoned[/]"}.get(n["status"], n["status"])
         t.add_row(n["name"], n["group_key"] or "-", status, f"{al['cpu']:g}/{cap['cpu']:g}",
                   f"{_gib(al['memory_mib'])}/{_gib(cap['memory_mib'])}", f"{al['gpu']}/{cap['gpu']}",
                   f"{al['vgpu']}/{cap['vgpu']}", f"{al['mig']}/{cap['mig']}", str(n["allocations"]),
                   ", ".join(f"{k}={v}" for k, v in n["labels"].items()))
-    console.print(t)
+    print_rich_table(t)
 
 
 @app.command("pools")
-def pools() -> None:
+def pools(as_json: bool = json_option()) -> None:
     """Resource groups: capacity, allocated and free."""
     st = _client().resources.statistics()
+    if as_json:
+        print_json(st)
+        return
     t = Table("group", "nodes (ready)", "cpu free/cap", "memory free/cap", "gpu free/cap", "vgpu", "mig",
               "allocations", "consumers")
     for g in st["groups"] + [{"key": "TOTAL", "name": "", "nodes_total": "", "nodes_ready": "", **st["totals"]}]:
@@ -131,14 +156,18 @@ def pools() -> None:
                   f"{_gib(free['memory_mib'])}/{_gib(cap['memory_mib'])}", f"{free['gpu']}/{cap['gpu']}",
                   f"{free['vgpu']}/{cap['vgpu']}", f"{free['mig']}/{cap['mig']}", str(g["allocations"]),
                   str(g["consumers"]))
-    console.print(t)
+    print_rich_table(t)
 
 
 @app.command("flavors")
-def flavors() -> None:
+def flavors(as_json: bool = json_option()) -> None:
     """Flavors (specifications) and whether they fit now and within your quota."""
+    items = _client().resources.flavors()
+    if as_json:
+        print_json(items)
+        return
     t = Table("flavor", "category", "cpu", "memory", "gpu", "status", "within quota", "description")
-    for f in _client().resources.flavors():
+    for f in items:
         t.add_row(f["name"], f["category"], f"{f['cpu']:g}", _gib(f["memory_mib"]), str(f["gpu"]), f["spec_status"],
                   "[red]no[/]" if f["over_quota"] else "yes", f["description"])
-    console.print(t)
+    print_rich_table(t)

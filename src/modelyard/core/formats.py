@@ -175,7 +175,7 @@ def iter_located(path: str | Path, label: str | None = None) -> Iterator[tuple[s
             except csv.Error as exc:
                 raise _err(label, f"line {reader.line_num}", str(exc), line=reader.line_num) from None
     elif fmt == "parquet":
-        import pyarrow as pa
+        import pyarrow as pa  # lazy: heavy, and only .parquet files need it
         import pyarrow.parquet as pq
 
         try:

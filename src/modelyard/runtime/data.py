@@ -254,7 +254,7 @@ class Collator:
         self.pad_id = pad_id
 
     def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
-        import torch
+        import torch  # lazy: row reading and validation need no torch
 
         n = max(len(ex["input_ids"]) for ex in batch)
         ids = torch.full((len(batch), n), self.pad_id, dtype=torch.long)

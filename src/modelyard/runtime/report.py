@@ -61,7 +61,7 @@ def make_callback(metrics_file: str | None, meter: TokenMeter, *, is_main: bool,
                   on_checkpoint=None):
     """A transformers TrainerCallback writing metrics (main process only) and turning a SIGTERM
     (stop_flag() true) into "save a checkpoint now and stop"."""
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # lazy: the server imports this module, not transformers
 
     class ModelyardCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):

@@ -57,6 +57,7 @@ CHATML = (
 
 def build_tokenizer(out_dir: str | Path, *, vocab_size: int = 400, chat_template: bool = True):
     """A byte-level BPE tokenizer trained on corpus(), with <pad>, <|endoftext|> and ChatML tokens."""
+    # lazy (here and below): tests and benches import this module for its rows without torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

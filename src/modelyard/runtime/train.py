@@ -23,9 +23,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from modelyard.core.spec import (
+    ENV_FALLBACKS,
+    SPEC_ENV,
+    SPEC_FILE,
+    SpecError,
+    TrainingSpec,
+    parse_training_spec,
+)
 from modelyard.runtime import data as D
 from modelyard.runtime import hparams as H
 from modelyard.runtime.report import TokenMeter, append_metrics, log, make_callback, write_json_atomic
+
+# torch, transformers and peft are imported inside the functions that use them: a bad spec or bad
+# data is refused before seconds of imports
 
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "modelyard_complete"
@@ -38,29 +49,26 @@ class RuntimeFailure(Exception):
 
 # --- spec ---------------------------------------------------------------------------------------
 
-def load_spec(path: str | None = None) -> dict[str, Any]:
-    path = path or os.environ.get("MODELYARD_SPEC")
+def load_spec(path: str | None = None) -> TrainingSpec:
+    """The job's spec.json (core/spec.py TrainingSpec); a malformed one fails with the field named."""
+    path = path or os.environ.get(SPEC_ENV)
     if not path:
-        raise RuntimeFailure("MODELYARD_SPEC is not set (path of the job's spec.json)")
+        raise RuntimeFailure(f"{SPEC_ENV} is not set (path of the job's {SPEC_FILE})")
     try:
-        spec = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text())
     except OSError as exc:
         raise RuntimeFailure(f"cannot read spec {path}: {exc}") from None
     except ValueError as exc:
         raise RuntimeFailure(f"spec {path} is not valid JSON: {exc}") from None
-    env = os.environ
-    # spec values win; the env vars of the contract fill gaps
-    for key, var in (("output_dir", "MODELYARD_OUTPUT_DIR"), ("checkpoint_dir", "MODELYARD_CHECKPOINT_DIR"),
-                     ("metrics_file", "MODELYARD_METRICS_FILE"), ("model_dir", "MODELYARD_MODEL_DIR"),
-                     ("job_id", "MODELYARD_JOB_ID")):
-        if not spec.get(key) and env.get(var):
-            spec[key] = env[var]
-    for key in ("model_dir", "output_dir", "checkpoint_dir"):
-        if not spec.get(key):
-            raise RuntimeFailure(f"spec has no {key}")
-    spec.setdefault("kind", "finetune")
-    spec.setdefault("data", {})
-    return spec
+    if isinstance(raw, dict):
+        # spec values win; the env vars of the contract fill gaps
+        for key, var in ENV_FALLBACKS.items():
+            if not raw.get(key) and os.environ.get(var):
+                raw[key] = os.environ[var]
+    try:
+        return parse_training_spec(raw, source=f"spec {path}")
+    except SpecError as exc:
+        raise RuntimeFailure(str(exc)) from None
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -130,18 +138,18 @@ def _is_peft_dir(path: Path) -> bool:
     return (path / "adapter_config.json").exists()
 
 
-def load_model(spec: dict, strategy: str, hp: dict, is_pretrain: bool, device_type: str):
+def load_model(spec: TrainingSpec, strategy: str, hp: dict, is_pretrain: bool, device_type: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    model_dir = Path(spec["model_dir"])
+    model_dir = Path(spec.model_dir)
     if not model_dir.exists():
         raise RuntimeFailure(f"model_dir {model_dir} does not exist")
     dtype = torch.float32  # master weights; bf16/fp16 run as autocast through the Trainer
     peft_dir = None
-    if spec.get("model_format") == "peft" or _is_peft_dir(model_dir):
+    if spec.model_format == "peft" or _is_peft_dir(model_dir):
         peft_dir = model_dir
-        base = spec.get("base_model_dir")
+        base = spec.base_model_dir
         if not base:
             base = json.loads((model_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
         if not base or not Path(base).exists():
@@ -238,7 +246,7 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-def run(spec: dict[str, Any], stopper: Stopper) -> int:
+def run(spec: TrainingSpec, stopper: Stopper) -> int:
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     if world > 1:
@@ -249,23 +257,23 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
             raise RuntimeFailure("WORLD_SIZE > 1 but MASTER_PORT is not set")
     is_main = rank == 0
 
-    is_pretrain = spec.get("kind") == "pretrain"
-    strategy = H.normalize_strategy(spec.get("strategy"), is_pretrain)
-    hp = H.validate(strategy, spec.get("hyperparameters") or {}, None, is_pretrain)
+    is_pretrain = spec.kind == "pretrain"
+    strategy = H.normalize_strategy(spec.strategy, is_pretrain)
+    hp = H.validate(strategy, spec.hyperparameters, None, is_pretrain)
     parts = H.split(hp)
     # the spec's top-level values (set by the platform) win over the hyperparameter defaults
-    max_len = int(spec.get("max_seq_length") or parts[H.DATA].get("max_seq_length") or 1024)
-    packing = bool(spec["packing"]) if spec.get("packing") is not None else bool(parts[H.DATA].get("packing"))
+    max_len = int(spec.max_seq_length or parts[H.DATA].get("max_seq_length") or 1024)
+    packing = spec.packing if spec.packing is not None else bool(parts[H.DATA].get("packing"))
     hp["max_seq_length"], hp["packing"] = max_len, packing
     train_on_inputs = bool(parts[H.DATA].get("train_on_inputs"))
-    shape = (spec.get("data") or {}).get("shape") or ("text" if is_pretrain else "chat")
+    shape = spec.data.shape or ("text" if is_pretrain else "chat")
     if is_pretrain and shape != "text":
         raise RuntimeFailure(f"pre-training needs a text dataset, got shape {shape!r}")
 
-    data_spec = spec.get("data") or {}
-    if not data_spec.get("train"):
+    data_spec = spec.data
+    if not data_spec.train:
         raise RuntimeFailure("no training files (data.train is empty)")
-    for f in list(data_spec.get("train") or []) + list(data_spec.get("validate") or []):
+    for f in data_spec.train + data_spec.validation:
         if not Path(f).is_file():
             raise RuntimeFailure(f"training data: data file not found: {f}")
 
@@ -281,29 +289,28 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_warning()
-    out_dir = Path(spec["output_dir"])
-    ckpt_dir = Path(spec["checkpoint_dir"])
+    out_dir = Path(spec.output_dir)
+    ckpt_dir = Path(spec.checkpoint_dir)
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "modelyard_result.json").unlink(missing_ok=True)
-    metrics_file = spec.get("metrics_file") if is_main else None
+    metrics_file = spec.metrics_file if is_main else None
 
     # tokenizer and data (every replica builds the same examples; the sampler shards them)
-    tok_dir = Path(spec["model_dir"])
-    if spec.get("model_format") == "peft" and not (tok_dir / "tokenizer_config.json").exists() \
-            and spec.get("base_model_dir"):
-        tok_dir = Path(spec["base_model_dir"])
+    tok_dir = Path(spec.model_dir)
+    if spec.model_format == "peft" and not (tok_dir / "tokenizer_config.json").exists() and spec.base_model_dir:
+        tok_dir = Path(spec.base_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     D.ensure_pad_token(tokenizer)
     if shape != "text" and D.ensure_chat_template(tokenizer):
         log("the tokenizer has no chat template; using ChatML (saved with the output)")
     t0 = time.perf_counter()
     try:
-        train_ex = D.build(tokenizer, list(data_spec.get("train") or []), shape, max_len=max_len, packing=packing,
+        train_ex = D.build(tokenizer, list(data_spec.train), shape, max_len=max_len, packing=packing,
                            train_on_inputs=train_on_inputs)
-        eval_ex = D.build(tokenizer, list(data_spec.get("validate") or []), shape, max_len=max_len,
-                          packing=False, train_on_inputs=train_on_inputs) if data_spec.get("validate") else []
+        eval_ex = D.build(tokenizer, list(data_spec.validation), shape, max_len=max_len,
+                          packing=False, train_on_inputs=train_on_inputs) if data_spec.validation else []
     except D.DataError as exc:
         raise RuntimeFailure(f"training data: {exc}") from None
     log(f"data: {len(train_ex)} training {'blocks' if packing or shape == 'text' else 'samples'}, "
@@ -361,7 +368,7 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
     trainer.remove_callback(PrinterCallback)  # our callback prints one line per log
 
     resume_from = None
-    if spec.get("resume"):
+    if spec.resume:
         if is_main:  # moves partial checkpoints aside before any replica looks
             newest_complete_checkpoint(ckpt_dir, discard_partial=True)
         if world > 1:
@@ -441,9 +448,9 @@ def run(spec: dict[str, Any], stopper: Stopper) -> int:
     return 0
 
 
-def _write_error(spec: dict | None, message: str) -> None:
+def _write_error(spec: TrainingSpec | None, message: str) -> None:
     try:
-        out = (spec or {}).get("output_dir") or os.environ.get("MODELYARD_OUTPUT_DIR")
+        out = (spec.output_dir if spec is not None else None) or os.environ.get(ENV_FALLBACKS["output_dir"])
         if out and _env_int("RANK", 0) == 0:
             Path(out).mkdir(parents=True, exist_ok=True)
             write_json_atomic(Path(out) / "modelyard_error.json", {"error": message, "ts": time.time()})

@@ -16,18 +16,41 @@ class APIError(Exception):
 
 
 class Client:
-    """`Client(url, token)`; url/token default to MODELYARD_URL / MODELYARD_TOKEN.
+    """`Client(url, token)`; url/token default to MODELYARD_URL / MODELYARD_TOKEN. Without either,
+    requests go out with no token (the server answers 401): the local admin token is only used
+    when asked for, with `Client.local_admin()`.
 
-    Domain helpers hang off it: client.users, client.files, client.images, client.datasets,
-    client.models, client.jobs, client.searches, client.resources."""
+    Domain helpers hang off it: client.users, client.tokens, client.files, client.images,
+    client.datasets, client.models, client.jobs, client.searches, client.resources, client.quota.
+    Every `{ref}` argument takes a full id, a unique id prefix (>= 4 characters) or a name (your
+    own first); versions as `name:version` or `name:alias` — the server resolves them."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None):
         self.url = (url or os.environ.get("MODELYARD_URL") or "http://127.0.0.1:8600").rstrip("/")
-        self.token = token or os.environ.get("MODELYARD_TOKEN") or os.environ.get("MODELYARD_ADMIN_TOKEN") \
-            or _local_admin_token()
+        self.token = token or os.environ.get("MODELYARD_TOKEN") or None
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    @classmethod
+    def local_admin(cls, url: str | None = None, *, home: str | os.PathLike | None = None,
+                    missing_ok: bool = False, **kw: Any) -> Client:
+        """A client acting as admin with the token the server saved at first start
+        ($MODELYARD_HOME/admin.token, default ~/.modelyard) — only on the server's own machine.
+        missing_ok: no file -> a client without a token instead of FileNotFoundError."""
+        token = local_admin_token(home)
+        if token is None and not missing_ok:
+            raise FileNotFoundError(f"no admin token at {admin_token_file(home)}")
+        return cls(url, token, **kw)
+
+    def whoami(self) -> dict[str, Any]:
+        """The user the token belongs to (GET /users/me)."""
+        return self.get("users/me")
+
+    def hparams(self, strategy: str | None = None) -> dict[str, Any]:
+        """GET /hparams: {"strategies": [{name, description}], "hyperparameters": [{name, type,
+        default, range|choices, strategies, description}]}; `strategy` keeps only its own."""
+        return self.get("hparams", params={"strategy": strategy} if strategy else None)
 
     def close(self) -> None:
         self.http.close()
@@ -77,11 +100,14 @@ class Client:
         return api
 
 
-def _local_admin_token() -> str | None:
+def admin_token_file(home: str | os.PathLike | None = None) -> Path:
+    return Path(home or os.environ.get("MODELYARD_HOME") or Path.home() / ".modelyard") / "admin.token"
+
+
+def local_admin_token(home: str | os.PathLike | None = None) -> str | None:
     """On the server's own machine, the generated admin token saved at first start."""
-    home = Path(os.environ.get("MODELYARD_HOME") or Path.home() / ".modelyard")
     try:
-        return (home / "admin.token").read_text().strip() or None
+        return admin_token_file(home).read_text().strip() or None
     except OSError:
         return None
 

@@ -26,11 +26,15 @@ class API:
             roles.append({"role": "worker", "replicas": replicas - 1, "cpu": cpu, "memory_mib": memory_mib})
         return self.submit(kind="custom", command=command, roles=roles, image=image, name=name, **kw)
 
-    def finetune(self, model: str, dataset: str | None = None, *, strategy: str = "LoRA",
+    def finetune(self, model: str, dataset: str | None = None, *, strategy: str = "lora",
                  config: dict | None = None, pretrain: bool = False, input_dir: str | None = None,
                  hyperparameters: dict | None = None, lora: dict | None = None, cpu: float | None = None,
                  memory_mib: int | None = None, gpus: int = 0, name: str | None = None, **kw: Any) -> dict:
-        """Fine-tune (or pre-train) a registry model on a dataset (or on Data/ in your files)."""
+        """Fine-tune (or pre-train) a registry model on a dataset (or on Data/ in your files).
+        strategy: lora | full | qlora | pretrain; the output model is `<base>-<strategy>` unless
+        output_model_name= is given."""
+        if strategy == "pretrain":
+            pretrain = True
         role: dict[str, Any] = {"role": "master", "replicas": 1}
         if cpu is not None:
             role["cpu"] = cpu
@@ -78,6 +82,11 @@ class API:
             yield from resp.iter_text()
 
     # --- change ------------------------------------------------------------------------------
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job and its files (409 job_active while it runs, in_use while a model
+        version's lineage needs it)."""
+        self.c.delete(f"jobs/{job_id}")
+
     def cancel(self, job_id: str) -> dict:
         return self.c.post(f"jobs/{job_id}/cancel")
 

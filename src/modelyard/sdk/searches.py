@@ -31,6 +31,10 @@ class API:
     def get(self, search_id: str) -> dict:
         return self.c.get(f"searches/{search_id}")
 
+    def delete(self, search_id: str) -> None:
+        """Delete a finished search (409 while it runs: cancel it first)."""
+        self.c.delete(f"searches/{search_id}")
+
     def cancel(self, search_id: str) -> dict:
         return self.c.post(f"searches/{search_id}/cancel")
 

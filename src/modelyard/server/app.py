@@ -7,23 +7,29 @@ import importlib
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
 from modelyard import __version__
 from modelyard.core.errors import ModelyardError
-from modelyard.server import background, guards, metrics
+from modelyard.server import background, gateway, guards, metrics
 from modelyard.server.context import AppContext
 from modelyard.server.db import make_engine, make_sessionmaker, session_scope, upgrade_schema
+from modelyard.server.orm import Base
+from modelyard.server.routers.compat.envelope import unstorable
+from modelyard.server.services.resources.nodes import register_local_node
+from modelyard.server.services.users import bootstrap_admin
 from modelyard.server.settings import Settings
 
 log = logging.getLogger("modelyard")
 
 # Each module exposes `router`. Native routes are mounted under /api/v1; seed routes at the exact
 # paths the seed shows (they declare them in full).
-NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets", "models", "jobs", "searches", "services"]
-COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources", "serving", "modelarts"]
+NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets", "models", "jobs", "searches", "runtimes",
+                  "templates", "services"]
+COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources", "zstack", "serving", "modelarts"]
 
 
 def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> list:
@@ -37,12 +43,7 @@ def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> 
 
 def init_database(ctx: AppContext) -> str | None:
     """Schema, bootstrap admin, this node. Returns an admin token to print once, if generated."""
-    from modelyard.server.services.resources.nodes import register_local_node
-    from modelyard.server.services.users import bootstrap_admin
-
     if ctx.settings.schema_mode == "create_all":
-        from modelyard.server.orm import Base
-
         Base.metadata.create_all(ctx.engine)
     else:
         upgrade_schema(ctx.settings.db_url)
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             background.stop_all(started)
+            await app.state.gateway.aclose()
             engine.dispose()
 
     app = FastAPI(title="Modelyard", version=__version__, lifespan=lifespan,
@@ -98,8 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DataError)
     async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
         # a backstop: schemas bound what clients send (schemas/common.py), the database refuses the rest
-        from modelyard.server.routers.compat.envelope import unstorable
-
         code, message = unstorable(exc)
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=422)
 
@@ -107,7 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok", "version": __version__}
 
-    metrics.install(app, ctx)
+    registry = metrics.install(app, ctx)
+    app.state.gateway = gateway.install(app, ctx, registry)  # /v1 (OpenAI) and /serving/{service}
     _include(app, "modelyard.server.routers", NATIVE_ROUTERS, prefix="/api/v1")
     seed = _include(app, "modelyard.server.routers.compat", COMPAT_ROUTERS)
     app.add_middleware(guards.RequestGuard, envelopes=guards.envelope_styles(seed), max_body_bytes=settings.request_body_max_bytes)
@@ -115,6 +116,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def jsonable(obj):
-    from fastapi.encoders import jsonable_encoder
-
     return jsonable_encoder(obj, custom_encoder={Exception: str})

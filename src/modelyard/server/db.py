@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Select, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -82,6 +82,16 @@ def session_scope(factory: sessionmaker[Session], *, readonly: bool = False) -> 
         session.close()
 
 
+def paginate(session: Session, stmt: Select, *, page: int = 1, page_size: int = 20) -> tuple[list, int]:
+    """(items, total) for a 1-based page. page_size is capped at 1000, page at 10**6 (the routes
+    refuse or clamp beyond that first; this keeps the OFFSET inside a database integer)."""
+    page = min(max(page, 1), 10**6)
+    page_size = min(max(page_size, 1), 1000)
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
+    return items, int(total)
+
+
 def advisory_lock(session: Session, name: str) -> None:
     """Serialise a decision across processes for the rest of this transaction.
 
@@ -92,7 +102,7 @@ def advisory_lock(session: Session, name: str) -> None:
 
 
 def alembic_config(url: str):
-    from alembic.config import Config
+    from alembic.config import Config  # lazy: only schema upgrades need alembic
 
     cfg = Config(str(_MIGRATIONS / "alembic.ini"))
     cfg.set_main_option("script_location", str(_MIGRATIONS))
@@ -102,6 +112,6 @@ def alembic_config(url: str):
 
 def upgrade_schema(url: str) -> None:
     """Bring the database to the newest migration (run on every server start; idempotent)."""
-    from alembic import command
+    from alembic import command  # lazy: only schema upgrades need alembic
 
     command.upgrade(alembic_config(url), "head")

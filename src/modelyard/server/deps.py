@@ -48,6 +48,8 @@ def _bearer(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
+    if auth.lower().startswith("oauth "):  # seed 003 (ZStack): "Authorization: OAuth <session uuid>"
+        return auth[6:].strip()
     return None
 
 

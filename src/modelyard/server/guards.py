@@ -10,7 +10,8 @@ middleware, so native and seed routes are covered alike):
   before any parser recurses (422 `json_too_deep`); NaN / Infinity / numbers that overflow a
   double (422 `json_not_finite`), lone UTF-16 surrogates that no database can store (422
   `invalid_unicode`) and a body that is not UTF-8 or holds a number too long to read (422
-  `invalid_json`). Malformed JSON is left to the route (its usual validation error).
+  `invalid_json`). Malformed JSON is left to the route (its usual validation error). Bodies
+  for the serving gateway (/v1/..., /serving/...) get only the size limit.
 - the query string: at most MAX_QUERY_BYTES (414 `query_too_long`); single parameters have their
   own limits in the routes (routers/params.py).
 
@@ -28,6 +29,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelyard.server.routers.compat.envelope import fail
+
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 MAX_QUERY_BYTES = 32 * 1024
@@ -35,6 +38,10 @@ MAX_QUERY_BYTES = 32 * 1024
 # Bodies streamed to disk by their handlers (their own limits apply).
 _STREAMED = re.compile(r"^(?:/api/v1/uploads/[^/]+/chunks/[^/]+|/api/v1/files/upload"
                        r"|/api/file/file/uploadFolder|/api/file/file/uploadPublicFolder)/?$")
+# Bodies the serving gateway passes on to replicas: only the size limit applies here (the gateway
+# reads `model` itself and refuses what it cannot parse; the replica validates the rest), so the
+# proxy's hot path parses a body once, not twice.
+_PROXIED = re.compile(r"^/(?:v1|serving)/")
 _NOT_JSON = ("multipart/", "application/x-www-form-urlencoded", "application/octet-stream")
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
@@ -135,8 +142,6 @@ def error_response(scope: Scope, err: GuardError,
     """err in the shape of the route the request was for."""
     style = next((s for pattern, s in envelopes if pattern.match(scope["path"])), None)
     if style is not None:
-        from modelyard.server.routers.compat.envelope import fail
-
         return fail(style, err.status, err.message, err.code)
     return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=err.status)
 
@@ -167,7 +172,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         content_type = headers.get("content-type", "")
-        if content_type.split(";", 1)[0].strip().lower().startswith(_NOT_JSON):
+        if content_type.split(";", 1)[0].strip().lower().startswith(_NOT_JSON) or _PROXIED.match(scope["path"]):
             await self._limited(scope, receive, send, limit)
             return
         # a body that may be JSON: read it whole (bounded), check it, hand it on

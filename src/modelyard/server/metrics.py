@@ -29,6 +29,8 @@ from modelyard.core.errors import Forbidden, ModelyardError
 from modelyard.server.auth import authenticate
 from modelyard.server.context import AppContext
 from modelyard.server.db import session_scope
+from modelyard.server.orm import AllocationModel, UserModel
+from modelyard.server.orm.jobs import JobModel
 
 _DIMS = ("cpu", "memory_mib", "gpu", "vgpu", "mig")
 
@@ -38,9 +40,6 @@ class _DatabaseCollector:
         self.ctx = ctx
 
     def collect(self):
-        from modelyard.server.orm import AllocationModel, UserModel
-        from modelyard.server.orm.jobs import JobModel
-
         jobs = GaugeMetricFamily("modelyard_jobs", "Jobs by state", labels=["state"])
         alloc = GaugeMetricFamily("modelyard_allocated", "Live allocations in the ledger", labels=["resource"])
         users = GaugeMetricFamily("modelyard_users", "Users")
@@ -122,7 +121,8 @@ class _TokenGate:
         await self.app(scope, receive, send)
 
 
-def install(app, ctx: AppContext) -> None:
+def install(app, ctx: AppContext) -> CollectorRegistry:
+    """Returns the app's registry, for the metrics of other parts (the gateway's)."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -132,3 +132,4 @@ def install(app, ctx: AppContext) -> None:
                           ["method", "route", "status"], registry=registry)
     app.add_middleware(_HttpMetrics, histogram=histogram)
     app.mount("/metrics", _TokenGate(make_asgi_app(registry=registry), ctx))
+    return registry

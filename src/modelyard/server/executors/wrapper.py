@@ -35,7 +35,7 @@ _ARMED = [False]
 
 
 def _term_during_startup(_signum, _frame):
-    import time
+    import time  # lazy, like every import here: the wrapper starts light (see above)
 
     if not _ARMED[0] and time.monotonic() - _STARTED[0] < STARTUP_WINDOW_S:
         _ARMED[0] = True
@@ -85,7 +85,7 @@ def _limits(opts):
     names = {"rlimit-as": "RLIMIT_AS", "nproc": "RLIMIT_NPROC", "nofile": "RLIMIT_NOFILE"}
     wanted = [(names[k], int(opts[k])) for k in names if k in opts]
     if wanted:
-        import resource
+        import resource  # lazy: only replicas with rlimits need it
 
         for name, value in wanted:  # never above the hard limit we were given
             which = getattr(resource, name)
@@ -145,7 +145,7 @@ def main(argv):
         _signal.signal(sig, _ignore)
     try:
         if opts.get("reap"):
-            import time
+            import time  # lazy: only sandboxed replicas watch the start-up window
 
             _STARTED[0] = time.monotonic()
             _signal.signal(_signal.SIGTERM, _term_during_startup)

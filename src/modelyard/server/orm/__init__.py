@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     resources,
     searches,  # noqa: F401  (hyperparameter searches)
     serving,  # noqa: F401  (inference services)
+    templates,
     users,
 )
 from .base import Base, IdMixin, TimestampMixin, utcnow  # noqa: F401
@@ -22,4 +23,5 @@ from .resources import (  # noqa: F401
     ResourceGroupModel,
     TagModel,
 )
+from .templates import ServiceTemplateModel  # noqa: F401
 from .users import ApiTokenModel, UserModel  # noqa: F401

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 
+from modelyard.core.errors import NotFound
 from modelyard.server.db import session_scope
 from modelyard.server.deps import AdminDep, CtxDep, SessionDep, SettingsDep, UserDep
 from modelyard.server.routers.params import IdQ, NameQ, PageQ, PageSizeQ, SearchQ
@@ -106,8 +107,6 @@ def delete_version(image: str, version: str, ctx: CtxDep, principal: UserDep):
 @router.get("/images/{image}/versions/{version}/blobs/{digest}")
 def get_blob(image: str, version: str, digest: str, ctx: CtxDep, settings: SettingsDep, principal: UserDep):
     """A blob (manifest, config or layer) of a version, as stored (content-addressed)."""
-    from modelyard.core.errors import NotFound
-
     with session_scope(ctx.sessions, readonly=True) as session:
         media_type = svc.version_blob_media_type(session, principal, image, version, digest)
     path = svc.blob_path(settings, digest)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from modelyard.core.errors import BadRequest
+from modelyard.runtime import hparams
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
 from modelyard.server.routers.params import AttemptQ, IdQ, ListQ, OffsetQ, PageQ, PageSizeQ, SearchQ, StepQ
@@ -46,10 +47,6 @@ def list_jobs(ctx: CtxDep, principal: UserDep, state: ListQ = None, kind: ListQ 
 
 @router.get("/jobs/hyperparameters", summary="The hyperparameters a training job accepts")
 def hyperparameters(principal: UserDep, strategy: str = "LoRA", is_pretrain: bool = False):
-    try:
-        from modelyard.runtime import hparams
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise BadRequest("training runtime not installed") from exc
     return {"strategy": hparams.normalize_strategy(strategy, is_pretrain), "hyperparameters": hparams.describe(strategy, is_pretrain)}
 
 
@@ -75,9 +72,7 @@ def metrics_png(job_id: str, ctx: CtxDep, principal: UserDep,
     with session_scope(ctx.sessions, readonly=True) as session:
         job = svc.get_job(session, principal, job_id)
         series = svc.metric_series(session, job, names=_csv(name))
-    import io
-
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy and only this chart endpoint draws
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure

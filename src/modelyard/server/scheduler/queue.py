@@ -31,8 +31,10 @@ from sqlalchemy import func, select
 
 from modelyard.core.enums import JobState
 from modelyard.server.db import session_scope
-from modelyard.server.orm import AllocationModel, NodeModel
+from modelyard.server.orm import AllocationModel, NodeModel, QuotaModel
+from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobModel, JobReplicaModel
+from modelyard.server.scheduler.runner import launch_job
 from modelyard.server.services import jobs as jobs_svc
 from modelyard.server.services.jobs import StaleState, move_replica, transition
 from modelyard.server.services.quota import ledger
@@ -67,9 +69,6 @@ class PassView:
     after its commit), so a stale view never over-commits and never loses a wake-up."""
 
     def __init__(self, session, owners: set[str]):
-        from modelyard.server.orm import AllocationModel, QuotaModel
-        from modelyard.server.orm.base import utcnow
-
         self.now = utcnow()
         self.nodes = {n.id: n for n in session.scalars(select(NodeModel).where(NodeModel.status == "ready")
                                                          .order_by(NodeModel.name))}
@@ -182,8 +181,6 @@ def schedule_pass(ctx: Any, *, launch: bool = True, limit: int | None = None) ->
     if reasons:
         _record_waiting(ctx, reasons)
     if launch and res.started:
-        from modelyard.server.scheduler.runner import launch_job
-
         for job_id in res.started:
             launch_job(ctx, job_id)
     return res
@@ -280,8 +277,6 @@ def _admit(ctx: Any, job_id: str, view: PassView | None) -> tuple[str, list]:
 def classify_wait(session, user_id: str, parts: list[ledger.Part], *, counts_as_job: bool = True
                   ) -> tuple[str, str]:
     """Why try_allocate said no: the owner's quota, or node capacity."""
-    from modelyard.server.orm.base import utcnow
-
     quota = ledger.get_quota(session, user_id)
     now = utcnow()
     if quota.start_at and quota.start_at > now:

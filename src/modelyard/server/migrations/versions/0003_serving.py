@@ -1,14 +1,14 @@
 """inference services: services, their versions and replicas (seed 000 §7)
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0003t
 Create Date: 2026-12-03 12:39:10.083782
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0003'
-down_revision = '0002'
+down_revision = "0003t"
 branch_labels = None
 depends_on = None
 

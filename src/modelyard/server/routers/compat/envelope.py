@@ -6,6 +6,8 @@ Styles (seed 000):
 - RESULT    §1, §2, §8:  {"success", "errorCode", "message", "result"}
 - DATA      §3, §6, §7:  {"code", "success", "message", "data"}
 - RETURN    §4, §5:      {"returnCode", "success", "message", "data"}
+- ZSTACK    seed 003:     the payload as is ({"inventory": ...}); errors {"error": {"code",
+                          "description", "details", "elaboration", "opaque", "cause"}}
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from sqlalchemy.exc import DataError
 
 from modelyard.core.errors import ModelyardError
 
-RESULT, DATA, RETURN = "result", "data", "returnCode"
+RESULT, DATA, RETURN, ZSTACK = "result", "data", "returnCode", "zstack"
 
 
 def body(style: str, *, success: bool, status: int, message: str, payload: Any) -> dict:
+    if style == ZSTACK:
+        return payload if success else {"error": {"code": str(status), "description": message, "details": message,
+                                                  "elaboration": None, "opaque": None, "cause": None}}
     if style == RESULT:
         return {"success": success, "errorCode": status, "message": message, "result": payload}
     if style == DATA:
@@ -39,6 +44,12 @@ def ok(style: str, payload: Any = None, message: str = "success") -> JSONRespons
 
 def fail(style: str, status: int, message: str, reason: str, details: Any = None) -> JSONResponse:
     content = body(style, success=False, status=status, message=message, payload=None)
+    if style == ZSTACK:  # ZStack's ErrorCode: code = our stable reason, description = the summary
+        content["error"]["code"] = reason
+        content["error"]["description"] = message.split(":")[0][:200]
+        if details is not None:
+            content["error"]["opaque"] = details
+        return JSONResponse(jsonable_encoder(content), status_code=status)
     content["reason"] = reason
     if details is not None:
         content["details"] = details

@@ -6,7 +6,7 @@ image's id (`{"id", "imageId", "imageName"}`, needed by §2.2's imageId), §2.2 
 
 from __future__ import annotations
 
-from modelyard.core.errors import BadRequest
+from modelyard.core.errors import BadRequest, NotFound
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, SessionDep, UserDep
 from modelyard.server.routers.compat.envelope import RESULT, compat_router, ok
@@ -35,8 +35,6 @@ def upload_old(req: SeedImageUploadOld, ctx: CtxDep, principal: UserDep):
         with session_scope(ctx.sessions, readonly=True) as s:
             items, _ = svc.list_images(s, principal, name=name, owner_id=acting)
             if not items:
-                from modelyard.core.errors import NotFound
-
                 raise NotFound(f"image {name} not found")
             ref = items[0].id
     v = svc.import_version(ctx.sessions, ctx.settings, principal, image_ref=ref, file_path=req.fileUrl,

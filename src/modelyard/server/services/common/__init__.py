@@ -1,10 +1,10 @@
 """Helpers every domain uses: visibility/ownership, user paths, cross-domain in-use checks."""
 
+from modelyard.server.db import paginate
 from modelyard.server.services.common.access import (
     T,
     get_owned,
     get_visible,
-    paginate,
     pick_by_name,
     visible,
 )

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from modelyard.core.errors import Forbidden, NotFound
+from modelyard.core.errors import Conflict, Forbidden, NotFound
 from modelyard.server.auth import Principal
 
 T = TypeVar("T")
@@ -42,21 +42,9 @@ def get_owned(session: Session, cls: type[T], obj_id: str, principal: Principal,
     return obj
 
 
-def paginate(session: Session, stmt: Select, *, page: int = 1, page_size: int = 20) -> tuple[list, int]:
-    """(items, total) for a 1-based page. page_size is capped at 1000, page at 10**6 (the routes
-    refuse or clamp beyond that first; this keeps the OFFSET inside a database integer)."""
-    page = min(max(page, 1), 10**6)
-    page_size = min(max(page_size, 1), 1000)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
-    return items, int(total)
-
-
 def pick_by_name(session: Session, cls: Any, name: str, principal: Principal, *, what: str) -> Any:
     """An object by name: the caller's own first, else the single visible (public) one. Several
     visible candidates and none of them the caller's -> 409 ambiguous (use the id)."""
-    from modelyard.core.errors import Conflict
-
     cands = list(session.scalars(visible(select(cls).where(cls.name == name), cls, principal)
                                  .order_by(cls.created_at)))
     own = [c for c in cands if c.owner_id == principal.id]

@@ -35,11 +35,11 @@ from modelyard.core.digests import copy_hashing
 from modelyard.core.errors import BadRequest, Conflict, InvalidPath, NotFound
 from modelyard.core.ids import new_id
 from modelyard.server.auth import Principal
-from modelyard.server.db import advisory_lock, session_scope
+from modelyard.server.db import advisory_lock, paginate, session_scope
 from modelyard.server.orm.datasets import SPLITS, DatasetModel, DatasetVersionModel
 from modelyard.server.services import events
 from modelyard.server.services.common import references
-from modelyard.server.services.common.access import get_owned, get_visible, paginate, pick_by_name, visible
+from modelyard.server.services.common.access import get_owned, get_visible, pick_by_name, visible
 from modelyard.server.services.common.paths import resolve_user_path, user_root
 from modelyard.server.settings import Settings
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from modelyard.server.auth import Principal
+from modelyard.server.db import paginate
 from modelyard.server.orm import Base, EventModel
 
 
@@ -130,8 +131,6 @@ def list_events(session: Session, principal: Principal, *, object_type: str | No
                 since: datetime | None = None, until: datetime | None = None, order: str = "desc",
                 page: int = 1, page_size: int = 50) -> tuple[list[EventModel], int]:
     """(items, total) of the events visible to the caller, filtered, by id (order asc|desc)."""
-    from modelyard.server.services.common.access import paginate  # common imports events: late
-
     stmt = events_query(principal, object_type=object_type, object_id=object_id, kind=kind, actor_id=actor_id,
                         since=since, until=until, order=order)
     return paginate(session, stmt, page=page, page_size=page_size)

@@ -23,8 +23,10 @@ import shutil
 import stat as statmod
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from modelyard.core.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from modelyard.core.ids import new_id
@@ -144,120 +146,128 @@ def _target(staging: Path, rel: str, name: str) -> Path:
     return t
 
 
-def _extract_tar(path: Path, staging: Path, budget: _Budget) -> dict[str, str]:
+@dataclass
+class _Member:
+    """One archive entry, already past its format's own checks (link and device types, tar's data
+    filter, zip's central directory): what the shared writing loop needs."""
+
+    name: str
+    is_dir: bool
+    declared_size: int
+    open: Callable[[], IO[bytes] | None]
+
+
+def _write_members(members: Iterable[_Member], staging: Path, budget: _Budget) -> dict[str, str]:
+    """Write every member under staging (clashes refused, quota and bomb limits counted as the bytes
+    are produced); rel path -> SHA-256 of each file written."""
     sums: dict[str, str] = {}
+    for m in members:
+        rel = clean_member(m.name)
+        if not rel:
+            continue
+        t = _target(staging, rel, m.name)
+        if m.is_dir:
+            if t.exists() and not t.is_dir():
+                raise UnsafeArchive(f"archive member {m.name!r} clashes with a file",
+                                    details={"member": m.name, "reason": "file/directory clash"})
+            t.mkdir(parents=True, exist_ok=True)
+            continue
+        if t.is_dir():
+            raise UnsafeArchive(f"archive member {m.name!r} clashes with a directory",
+                                details={"member": m.name, "reason": "file/directory clash"})
+        budget.add_file(m.name)
+        t.parent.mkdir(parents=True, exist_ok=True)
+        src = m.open()
+        if src is None:
+            raise UnsafeArchive(f"archive member {m.name!r} cannot be read", details={"member": m.name})
+        with src:
+            _, sums[rel] = _copy(src, t, m.name, budget, declared=m.declared_size)
+    return sums
+
+
+def _tar_members(tar: tarfile.TarFile, staging: Path, budget: _Budget) -> Iterator[_Member]:
+    for m in tar:
+        budget.member(m.name)
+        clean_member(m.name)
+        if m.issym() or m.islnk():
+            kind = "symlink" if m.issym() else "hard link"
+            raise UnsafeArchive(f"archive member {m.name!r} is a {kind} (to {m.linkname!r}); links are refused",
+                                details={"member": m.name, "reason": kind})
+        if m.ischr() or m.isblk() or m.isfifo():
+            kind = "character device" if m.ischr() else "block device" if m.isblk() else "FIFO"
+            raise UnsafeArchive(f"archive member {m.name!r} is a {kind}; special files are refused",
+                                details={"member": m.name, "reason": kind})
+        if not (m.isreg() or m.isdir()):
+            raise UnsafeArchive(f"archive member {m.name!r} has an unsupported type",
+                                details={"member": m.name, "reason": "type"})
+        try:
+            tarfile.data_filter(m, str(staging))
+        except tarfile.FilterError as exc:
+            raise UnsafeArchive(f"archive member {m.name!r} refused: {exc}",
+                                details={"member": m.name, "reason": type(exc).__name__}) from exc
+        yield _Member(m.name, m.isdir(), m.size, lambda m=m: tar.extractfile(m))
+
+
+def _extract_tar(path: Path, staging: Path, budget: _Budget) -> dict[str, str]:
     try:
         tar = tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise BadRequest(f"not a readable tar archive: {exc}", code="invalid_archive") from exc
     with tar:
         try:
-            for m in tar:
-                budget.member(m.name)
-                rel = clean_member(m.name)
-                if m.issym() or m.islnk():
-                    kind = "symlink" if m.issym() else "hard link"
-                    raise UnsafeArchive(f"archive member {m.name!r} is a {kind} (to {m.linkname!r}); links are refused",
-                                        details={"member": m.name, "reason": kind})
-                if m.ischr() or m.isblk() or m.isfifo():
-                    kind = "character device" if m.ischr() else "block device" if m.isblk() else "FIFO"
-                    raise UnsafeArchive(f"archive member {m.name!r} is a {kind}; special files are refused",
-                                        details={"member": m.name, "reason": kind})
-                if not (m.isreg() or m.isdir()):
-                    raise UnsafeArchive(f"archive member {m.name!r} has an unsupported type",
-                                        details={"member": m.name, "reason": "type"})
-                try:
-                    tarfile.data_filter(m, str(staging))
-                except tarfile.FilterError as exc:
-                    raise UnsafeArchive(f"archive member {m.name!r} refused: {exc}",
-                                        details={"member": m.name, "reason": type(exc).__name__}) from exc
-                if not rel:
-                    continue
-                t = _target(staging, rel, m.name)
-                if m.isdir():
-                    if t.exists() and not t.is_dir():
-                        raise UnsafeArchive(f"archive member {m.name!r} clashes with a file",
-                                            details={"member": m.name, "reason": "file/directory clash"})
-                    t.mkdir(parents=True, exist_ok=True)
-                    continue
-                if t.is_dir():
-                    raise UnsafeArchive(f"archive member {m.name!r} clashes with a directory",
-                                        details={"member": m.name, "reason": "file/directory clash"})
-                budget.add_file(m.name)
-                t.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(m)
-                if src is None:
-                    raise UnsafeArchive(f"archive member {m.name!r} cannot be read", details={"member": m.name})
-                with src:
-                    _, sums[rel] = _copy(src, t, m.name, budget, declared=m.size)
+            return _write_members(_tar_members(tar, staging, budget), staging, budget)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise BadRequest(f"corrupt tar archive: {exc}", code="invalid_archive") from exc
-    return sums
+
+
+def _check_zip_directory(infos: list[zipfile.ZipInfo], budget: _Budget) -> None:
+    """Everything the central directory says is checked before a byte is written."""
+    declared = 0
+    for info in infos:
+        budget.member(info.filename)
+        clean_member(info.filename)
+        mode = info.external_attr >> 16
+        kind = statmod.S_IFMT(mode)
+        if kind == statmod.S_IFLNK:
+            raise UnsafeArchive(f"archive member {info.filename!r} is a symlink; links are refused",
+                                details={"member": info.filename, "reason": "symlink"})
+        if kind and kind not in (statmod.S_IFREG, statmod.S_IFDIR):
+            raise UnsafeArchive(f"archive member {info.filename!r} is a special file; refused",
+                                details={"member": info.filename, "reason": "special file"})
+        if info.flag_bits & 0x1:
+            raise UnsafeArchive(f"archive member {info.filename!r} is encrypted", details={"member": info.filename})
+        if (info.file_size > budget.ratio_floor
+                and info.file_size > budget.max_ratio * max(info.compress_size, 1)):
+            raise ArchiveTooLarge(
+                f"archive member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
+                f"(limit {budget.max_ratio:g}x): refused as a bomb",
+                details={"member": info.filename, "ratio_limit": budget.max_ratio})
+        declared += info.file_size
+    if declared > budget.max_bytes:
+        raise ArchiveTooLarge(f"archive declares {declared} bytes uncompressed, limit {budget.max_bytes}",
+                              details={"declared": declared, "limit": budget.max_bytes})
+    if declared > budget.ratio_floor and declared > budget.max_ratio * max(budget.archive_size, 1):
+        raise ArchiveTooLarge(f"archive declares {declared} bytes uncompressed, more than {budget.max_ratio:g}x "
+                              f"its size: refused as a bomb", details={"declared": declared})
+    if budget.quota_bytes is not None and declared > budget.quota_bytes:
+        raise QuotaExceeded(f"storage quota exceeded: archive holds {declared} bytes, "
+                            f"{max(budget.quota_bytes, 0)} left",
+                            details={"declared": declared, "bytes_left": max(budget.quota_bytes, 0)})
 
 
 def _extract_zip(path: Path, staging: Path, budget: _Budget) -> dict[str, str]:
-    sums: dict[str, str] = {}
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadRequest(f"not a readable zip archive: {exc}", code="invalid_archive") from exc
     with zf:
         infos = zf.infolist()
-        declared = 0
-        # everything the central directory says is checked before a byte is written
-        for info in infos:
-            budget.member(info.filename)
-            clean_member(info.filename)
-            mode = info.external_attr >> 16
-            kind = statmod.S_IFMT(mode)
-            if kind == statmod.S_IFLNK:
-                raise UnsafeArchive(f"archive member {info.filename!r} is a symlink; links are refused",
-                                    details={"member": info.filename, "reason": "symlink"})
-            if kind and kind not in (statmod.S_IFREG, statmod.S_IFDIR):
-                raise UnsafeArchive(f"archive member {info.filename!r} is a special file; refused",
-                                    details={"member": info.filename, "reason": "special file"})
-            if info.flag_bits & 0x1:
-                raise UnsafeArchive(f"archive member {info.filename!r} is encrypted", details={"member": info.filename})
-            if (info.file_size > budget.ratio_floor
-                    and info.file_size > budget.max_ratio * max(info.compress_size, 1)):
-                raise ArchiveTooLarge(
-                    f"archive member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
-                    f"(limit {budget.max_ratio:g}x): refused as a bomb",
-                    details={"member": info.filename, "ratio_limit": budget.max_ratio})
-            declared += info.file_size
-        if declared > budget.max_bytes:
-            raise ArchiveTooLarge(f"archive declares {declared} bytes uncompressed, limit {budget.max_bytes}",
-                                  details={"declared": declared, "limit": budget.max_bytes})
-        if declared > budget.ratio_floor and declared > budget.max_ratio * max(budget.archive_size, 1):
-            raise ArchiveTooLarge(f"archive declares {declared} bytes uncompressed, more than {budget.max_ratio:g}x "
-                                  f"its size: refused as a bomb", details={"declared": declared})
-        if budget.quota_bytes is not None and declared > budget.quota_bytes:
-            raise QuotaExceeded(f"storage quota exceeded: archive holds {declared} bytes, "
-                                f"{max(budget.quota_bytes, 0)} left",
-                                details={"declared": declared, "bytes_left": max(budget.quota_bytes, 0)})
-        budget.members = 0
+        _check_zip_directory(infos, budget)
+        members = (_Member(i.filename, i.is_dir(), i.file_size, lambda i=i: zf.open(i)) for i in infos)
         try:
-            for info in infos:
-                rel = clean_member(info.filename)
-                if not rel:
-                    continue
-                t = _target(staging, rel, info.filename)
-                if info.is_dir():
-                    if t.exists() and not t.is_dir():
-                        raise UnsafeArchive(f"archive member {info.filename!r} clashes with a file",
-                                            details={"member": info.filename, "reason": "file/directory clash"})
-                    t.mkdir(parents=True, exist_ok=True)
-                    continue
-                if t.is_dir():
-                    raise UnsafeArchive(f"archive member {info.filename!r} clashes with a directory",
-                                        details={"member": info.filename, "reason": "file/directory clash"})
-                budget.add_file(info.filename)
-                t.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src:
-                    _, sums[rel] = _copy(src, t, info.filename, budget, declared=info.file_size)
+            return _write_members(members, staging, budget)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, RuntimeError) as exc:
             raise BadRequest(f"corrupt zip archive: {exc}", code="invalid_archive") from exc
-    return sums
 
 
 def detect(path: Path) -> str:

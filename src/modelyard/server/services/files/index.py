@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.core.errors import Conflict, Forbidden, InvalidPath, NotFound, QuotaExceeded
 from modelyard.server.db import advisory_lock
+from modelyard.server.orm import UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.files import (
     MAX_PATH_BYTES,
@@ -36,6 +37,7 @@ from modelyard.server.services.files.layout import (
     parent_of,
     resolve,
 )
+from modelyard.server.services.quota import ensure_quota
 from modelyard.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,8 +121,6 @@ def _usage_add(session: Session, owner: str | None, dbytes: int, dfiles: int) ->
 
 def recount_usage(session: Session, owners: Iterable[str | None]) -> None:
     """Set file_usage of owners from the rows (SUM/COUNT over the covering owner index)."""
-    from modelyard.server.orm import UserModel
-
     session.flush()
     for owner in {o for o in owners if o}:
         b, n = session.execute(select(func.coalesce(func.sum(FileModel.size), 0), func.count())
@@ -420,9 +420,6 @@ def storage_usage(session: Session, settings: Settings, user_id: str) -> tuple[i
 
 def usage_summary(session: Session, settings: Settings, user_id: str) -> dict[str, int | str | None]:
     """A user's storage: stored, reserved by open uploads, and the quota (404 for an unknown user)."""
-    from modelyard.server.orm import UserModel
-    from modelyard.server.services.quota import ensure_quota
-
     if session.get(UserModel, user_id) is None:
         raise NotFound(f"user {user_id} not found", code="user_not_found")
     b, n = storage_usage(session, settings, user_id)
@@ -449,8 +446,6 @@ class Headroom:
 
 
 def headroom(session: Session, settings: Settings, owner_id: str, *, exclude_upload: str | None = None) -> Headroom:
-    from modelyard.server.services.quota import ensure_quota
-
     quota = ensure_quota(session, user_id=owner_id)
     if quota.storage_bytes is None and quota.storage_files is None:
         return Headroom(None, None)

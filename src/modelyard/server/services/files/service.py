@@ -51,6 +51,7 @@ from modelyard.core.errors import BadRequest, Conflict, InvalidPath, NotFound
 from modelyard.core.ids import new_id
 from modelyard.server.auth import Principal
 from modelyard.server.db import session_scope
+from modelyard.server.orm import UserModel
 from modelyard.server.orm.files import (
     PUBLIC_ROOT,
     FileModel,
@@ -146,8 +147,6 @@ def scope_for(session: Session, settings: Settings, principal: Principal, *, pub
     """The root a request works in. Private: the caller's own, or (admin only) user_id's — anyone
     else naming another user gets 403. Public: the shared root; user_id (admin only) makes new
     entries belong to that user (the seed's publicUserId)."""
-    from modelyard.server.orm import UserModel
-
     acting = principal.ensure_acting_as(user_id)
     if acting != principal.id and session.get(UserModel, acting) is None:
         raise NotFound(f"user {acting} not found", code="user_not_found")

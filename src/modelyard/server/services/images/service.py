@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.core.errors import BadRequest, Conflict, NotFound
 from modelyard.server.auth import Principal
-from modelyard.server.db import advisory_lock, session_scope
+from modelyard.server.db import advisory_lock, paginate, session_scope
 from modelyard.server.orm.images import ImageBlobModel, ImageModel, ImageVersionBlobModel, ImageVersionModel
 from modelyard.server.orm.users import UserModel
 from modelyard.server.services import events
 from modelyard.server.services.common import references
-from modelyard.server.services.common.access import get_owned, get_visible, paginate, pick_by_name, visible
+from modelyard.server.services.common.access import get_owned, get_visible, pick_by_name, visible
 from modelyard.server.services.common.paths import resolve_user_path
 from modelyard.server.services.images import rootfs
 from modelyard.server.services.images.oci import (

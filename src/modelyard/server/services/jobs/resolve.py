@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 from modelyard.core import formats
 from modelyard.core.errors import BadRequest, Conflict
 from modelyard.core.hparams import hparam_dict
+from modelyard.runtime import hparams as H
 from modelyard.server.auth import Principal
 from modelyard.server.schemas.jobs import JobSubmit
+from modelyard.server.services import datasets, images, models
 from modelyard.server.services.common.paths import resolve_user_path
 from modelyard.server.settings import Settings
 
@@ -24,24 +26,8 @@ DATA_SUFFIXES = formats.SUFFIXES
 
 # --- resolving what a job uses -------------------------------------------------------------------
 
-def _models():
-    try:
-        from modelyard.server.services import models
-    except ModuleNotFoundError as exc:  # pragma: no cover - registry not installed yet
-        raise BadRequest("the model registry is not available", code="registry_unavailable") from exc
-    return models
-
-
-def _datasets():
-    try:
-        from modelyard.server.services import datasets
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise BadRequest("datasets are not available", code="datasets_unavailable") from exc
-    return datasets
-
-
 def resolve_model(session: Session, principal: Principal, ref: str) -> tuple[Any, dict[str, Any]]:
-    mv = _models().resolve_model_version(session, principal, ref)
+    mv = models.resolve_model_version(session, principal, ref)
     status = mv.status
     if status != "done":
         raise Conflict(f"model version {mv.id} is {status}, not ready for training", code="model_not_ready")
@@ -104,7 +90,7 @@ def resolve_data(session: Session, settings: Settings, principal: Principal, own
         if not dataset:
             raise BadRequest("inputType dataset needs a dataset (datasetVersionId or dataSetName)",
                              code="missing_dataset")
-        dv = _datasets().resolve_dataset_version(session, principal, dataset)
+        dv = datasets.resolve_dataset_version(session, principal, dataset)
         splits = getattr(dv, "splits", None) or {}
         train = list((splits.get("train") or {}).get("files") or [])
         validate = list((splits.get("validate") or {}).get("files") or [])
@@ -134,11 +120,6 @@ def resolve_data(session: Session, settings: Settings, principal: Principal, own
 
 def resolve_image(session: Session, principal: Principal, ref: str) -> dict[str, Any]:
     """The image version a job names, and the parts of its config that apply to a host process."""
-    try:
-        from modelyard.server.services import images
-    except ModuleNotFoundError:  # pragma: no cover
-        return {"ref": ref, "id": None, "version_id": None, "env": {}, "entrypoint": None, "cmd": None,
-                "working_dir": ""}
     v = images.resolve_image_version(session, principal, ref)
     env = {}
     for item in getattr(v, "env", None) or []:
@@ -148,14 +129,6 @@ def resolve_image(session: Session, principal: Principal, ref: str) -> dict[str,
     return {"ref": ref, "id": getattr(v, "image_id", None), "version_id": v.id, "tag": getattr(v, "tag", None),
             "env": env, "entrypoint": list(getattr(v, "entrypoint", None) or []) or None,
             "cmd": list(getattr(v, "cmd", None) or []) or None, "working_dir": getattr(v, "working_dir", "") or ""}
-
-
-def _hparams():
-    try:
-        from modelyard.runtime import hparams
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise BadRequest("the training runtime is not installed", code="runtime_unavailable") from exc
-    return hparams
 
 
 def _as_dict(block: Any, where: str = "hyperparameters") -> dict[str, Any]:
@@ -183,9 +156,8 @@ def resolve_hyperparameters(settings: Settings, owner_id: str, req: JobSubmit, i
     Base config: the request's `config`, else the user's `profile_path`, else
     Config/<Strategy>/config.json in the user's files (when present). Lists in the request body
     override the base config name by name. Validated by modelyard.runtime.hparams."""
-    hp = _hparams()
     strategy_hint = req.strategy or (req.config or {}).get("fineTuneStrategy")
-    strategy = hp.normalize_strategy(strategy_hint, is_pretrain)
+    strategy = H.normalize_strategy(strategy_hint, is_pretrain)
     source = "defaults"
     cfg = req.config
     if cfg:
@@ -202,12 +174,12 @@ def resolve_hyperparameters(settings: Settings, owner_id: str, req: JobSubmit, i
             source = rel
     cfg = cfg or {}
     if not req.strategy and cfg.get("fineTuneStrategy") and not is_pretrain:
-        strategy = hp.normalize_strategy(cfg.get("fineTuneStrategy"), is_pretrain)
+        strategy = H.normalize_strategy(cfg.get("fineTuneStrategy"), is_pretrain)
     common = {**_as_dict(cfg.get("commonHyperParameters"), "commonHyperParameters"),
               **_as_dict(req.common_hyperparameters, "commonHyperParameters")}
     finetune = {**_as_dict(cfg.get("fineTuneHyperParameters"), "fineTuneHyperParameters"),
                 **_as_dict(req.finetune_hyperparameters, "fineTuneHyperParameters")}
-    typed = hp.validate(strategy, common, finetune, is_pretrain)
+    typed = H.validate(strategy, common, finetune, is_pretrain)
     given = {"commonHyperParameters": common, "fineTuneHyperParameters": finetune, "fineTuneStrategy": strategy}
     return strategy, typed, {"source": source, "given": given}
 

@@ -21,8 +21,10 @@ from typing import Any
 
 import modelyard
 from modelyard.core.errors import Conflict, Forbidden
+from modelyard.server.db import session_scope
 from modelyard.server.executors.base import Bind, SandboxSpec
 from modelyard.server.executors.sandbox import DEFAULT_PATH, unavailable_reason
+from modelyard.server.services import images
 from modelyard.server.services.common.paths import user_root
 from modelyard.server.settings import Settings
 
@@ -160,8 +162,6 @@ def image_rootfs(ctx: Any, job: Any) -> tuple[str | None, dict]:
     image = job.spec.get("image") or {}
     if not image.get("version_id") or job.spec.get("training") or sandbox_mode(ctx.settings) != "bwrap":
         return None, {}
-    from modelyard.server.db import session_scope
-    from modelyard.server.services import images  # jobs name images; images never import jobs
 
     with session_scope(ctx.sessions) as s:
         root = images.ensure_rootfs(ctx.settings, s, image["version_id"])

@@ -6,7 +6,7 @@ the user's quota or than every node) with a 4xx listing what is short, and other
 The scheduler (scheduler/queue.py) starts queued jobs; scheduler/runner.py runs and watches them.
 
 Files of a job live in settings.jobs_dir/<job_id>/:
-    spec.json            the training spec (training jobs; contract in ARCHITECTURE.md, "Server ↔ runtime contract")
+    spec.json            the training spec (training jobs; core/spec.py TrainingSpec, see ARCHITECTURE.md)
     output/              MODELYARD_OUTPUT_DIR: what the job produces (registered as a model version)
     checkpoints/         MODELYARD_CHECKPOINT_DIR unless checkPointDir names a folder in the user's files
     metrics.jsonl        MODELYARD_METRICS_FILE: ingested into job_metrics by the reconcile loop
@@ -21,8 +21,8 @@ WorkingDir when the same folder exists in the user's files (e.g. /Code -> <user 
 User, ExposedPorts, volumes and the layers themselves are not applied. The platform's python
 (with torch, transformers, peft) comes first on PATH.
 
-Modules: jobs_resources.py (roles, replica slots, the never-fits check), jobs_resolve.py (model,
-data, image, command and hyperparameter resolution); their names are re-exported here.
+Modules: resources.py (roles, replica slots, the never-fits check), resolve.py (model, data, image,
+command and hyperparameter resolution).
 """
 
 from __future__ import annotations
@@ -40,18 +40,18 @@ from sqlalchemy.orm import Session
 from modelyard.core.enums import JobState
 from modelyard.core.errors import BadRequest, Conflict, NotFound
 from modelyard.core.ids import new_id
+from modelyard.core.spec import SPEC_ENV, SPEC_FILE, TrainingData, TrainingSpec
 from modelyard.server.auth import Principal
 from modelyard.server.orm import AllocationModel, UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobMetricModel, JobModel, JobReplicaModel
-from modelyard.server.schemas.jobs import JobSubmit
-from modelyard.server.services import events
+from modelyard.server.schemas.jobs import JobResponse, JobSubmit, ReplicaResponse
+from modelyard.server.services import events, models
 from modelyard.server.services.common import access
-from modelyard.server.services.common.paths import resolve_user_path, user_root
+from modelyard.server.services.common.paths import resolve_in, resolve_user_path, user_root
 from modelyard.server.services.common.wake import wake_after_commit
 from modelyard.server.services.jobs import admission, command
 from modelyard.server.services.jobs.resolve import (
-    _models,
     _safe_model_name,
     load_user_config,
     resolve_data,
@@ -163,15 +163,16 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
         spec["config"] = cfg_info
         spec["argv"] = [sys.executable, "-m", "modelyard.runtime.train"]
         spec["command_source"] = "modelyard.runtime.train"
-        spec["training"] = {
-            "job_id": job_id, "kind": kind, "strategy": strategy,
-            "model_dir": model_info["path"], "model_format": model_info["format"],
-            "base_model_dir": model_info.get("base_path"),
-            "data": {"shape": data["shape"], "train": data["train"], "validate": data["validate"]},
-            "hyperparameters": typed, "output_dir": spec["output_dir"], "checkpoint_dir": spec["checkpoint_dir"],
-            "resume": bool(req.resume), "metrics_file": spec["metrics_file"],
-            "packing": bool(typed.get("packing", False)), "max_seq_length": int(typed.get("max_seq_length", 1024)),
-        }
+        # the trainer's contract (core/spec.py), written to spec.json by write_job_files
+        spec["training"] = TrainingSpec(
+            job_id=job_id, kind=kind, strategy=strategy,
+            model_dir=model_info["path"], model_format=model_info["format"],
+            base_model_dir=model_info.get("base_path"),
+            data=TrainingData(shape=data["shape"], train=data["train"], validation=data["validate"]),
+            hyperparameters=typed, output_dir=spec["output_dir"], checkpoint_dir=spec["checkpoint_dir"],
+            resume=bool(req.resume), metrics_file=spec["metrics_file"],
+            packing=bool(typed.get("packing", False)), max_seq_length=int(typed.get("max_seq_length", 1024)),
+        ).model_dump()
     else:
         profile = None
         if req.profile_path:
@@ -233,9 +234,10 @@ def write_job_files(job: JobModel) -> None:
         tmp.write_text(json.dumps(job.spec["hyperparameters"], indent=2, ensure_ascii=False))
         os.replace(tmp, jdir / "hyperparameters.json")
     if job.spec.get("training"):
-        tmp = jdir / "spec.json.tmp"
+        # a TrainingSpec's model_dump() (built at submit): the trainer parses it (core/spec.py)
+        tmp = jdir / f"{SPEC_FILE}.tmp"
         tmp.write_text(json.dumps(job.spec["training"], indent=2))
-        os.replace(tmp, jdir / "spec.json")
+        os.replace(tmp, jdir / SPEC_FILE)
 
 
 # --- the environment of a replica -----------------------------------------------------------------
@@ -264,7 +266,7 @@ def replica_env(settings: Settings, job: JobModel, *, role: str, index: int, ran
         "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port), "PYTHONUNBUFFERED": "1",
     }
     if spec.get("training"):
-        ours["MODELYARD_SPEC"] = str(Path(spec["job_dir"]) / "spec.json")
+        ours[SPEC_ENV] = str(Path(spec["job_dir"]) / SPEC_FILE)
     if spec.get("hyperparameters") is not None:
         ours["MODELYARD_HPARAMS"] = str(Path(spec["job_dir"]) / "hyperparameters.json")
     ours.update(spec.get("dirs_env") or {})
@@ -349,8 +351,6 @@ def find_replica(session: Session, job: JobModel, name: str | None) -> JobReplic
 
 
 def job_detail(session: Session, job: JobModel) -> dict[str, Any]:
-    from modelyard.server.schemas.jobs import JobResponse, ReplicaResponse
-
     allocs = session.scalars(select(AllocationModel).where(
         AllocationModel.consumer_type == "job", AllocationModel.consumer_id == job.id)
         .order_by(AllocationModel.created_at)).all()
@@ -445,8 +445,6 @@ def register_output(session: Session, ctx: Any, *, principal: Principal, job_id:
     out = output_dir(ctx.settings, job)
     src = out
     if path:
-        from modelyard.server.services.common.paths import resolve_in
-
         src = resolve_in(out, path)
     if not src.is_dir() or not any(src.iterdir()):
         raise BadRequest(f"the job's output folder {('output/' + path) if path else 'output/'} is empty",
@@ -462,7 +460,7 @@ def _register(session: Session, settings: Settings, job: JobModel, *, model_name
               description: str = "", metrics: dict | None = None) -> Any:
     base_id = (job.spec.get("model") or {}).get("version_id") or job.model_version_id
     hparams = (job.spec.get("training") or {}).get("hyperparameters")
-    mv = _models().register_version(
+    mv = models.register_version(
         session, settings, owner_id=job.owner_id, model_name=model_name, source_dir=source_dir, source=1,
         job_id=job.id, base_version_id=base_id, dataset_version_id=job.dataset_version_id,
         hyperparameters=hparams, metrics=metrics,

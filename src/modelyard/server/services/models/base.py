@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from modelyard.core.enums import ImportStatus
 from modelyard.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from modelyard.server.auth import Principal
+from modelyard.server.db import paginate
 from modelyard.server.orm.models import (
     ModelAliasModel,
     ModelModel,
@@ -23,7 +24,7 @@ from modelyard.server.orm.models import (
     ModelVersionModel,
 )
 from modelyard.server.orm.users import UserModel
-from modelyard.server.services.common.access import paginate, visible
+from modelyard.server.services.common.access import visible
 from modelyard.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,42 +41,35 @@ IMPORTING, DONE, FAILED = ImportStatus.importing.value, ImportStatus.done.value,
 
 # --- small helpers ---------------------------------------------------------------------------------
 
-def _after_commit(session: Session, fn: Callable[[], None]) -> None:
-    """Run fn once the session's transaction commits (never if it rolls back)."""
+def _once_the_transaction_ends(session: Session, fn: Callable[[], None], *, on: str) -> None:
+    """Run fn once the session's transaction ends in `on` ("commit" or "rollback"), never if it
+    ends the other way; a failing fn is logged (it must not break the commit or the rollback)."""
     state = {"done": False}
 
-    def on_commit(_s):
-        if not state["done"]:
+    def ended(outcome: str):
+        def listener(_s):
+            if state["done"]:
+                return
             state["done"] = True
-            try:
-                fn()
-            except Exception:  # pragma: no cover - a post-commit action must not break the commit
-                log.exception("post-commit action failed")
+            if outcome == on:
+                try:
+                    fn()
+                except Exception:  # pragma: no cover
+                    log.exception("post-%s action failed", outcome)
+        return listener
 
-    def on_rollback(_s):
-        state["done"] = True
+    event.listen(session, "after_commit", ended("commit"), once=True)
+    event.listen(session, "after_rollback", ended("rollback"), once=True)
 
-    event.listen(session, "after_commit", on_commit, once=True)
-    event.listen(session, "after_rollback", on_rollback, once=True)
+
+def _after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run fn once the session's transaction commits (never if it rolls back)."""
+    _once_the_transaction_ends(session, fn, on="commit")
 
 
 def _after_rollback(session: Session, fn: Callable[[], None]) -> None:
     """Run fn if the session's transaction rolls back (undo work done outside the database)."""
-    state = {"done": False}
-
-    def on_rollback(_s):
-        if not state["done"]:
-            state["done"] = True
-            try:
-                fn()
-            except Exception:  # pragma: no cover
-                log.exception("rollback action failed")
-
-    def on_commit(_s):
-        state["done"] = True
-
-    event.listen(session, "after_commit", on_commit, once=True)
-    event.listen(session, "after_rollback", on_rollback, once=True)
+    _once_the_transaction_ends(session, fn, on="rollback")
 
 
 def _rmtree(path: str | Path | None) -> None:

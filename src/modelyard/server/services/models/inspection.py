@@ -224,7 +224,7 @@ def _count_safetensors(paths: list[Path]) -> tuple[int, dict[str, int], int]:
 
 def _count_torch_bins(paths: list[Path]) -> tuple[int, dict[str, int], int]:
     """Shapes of pickled state dicts, memory-mapped (tensor data not read) and weights_only (safe)."""
-    import torch
+    import torch  # lazy: torch is heavy; only pickled .bin checkpoints need it
 
     total, by_dtype, tensors = 0, {}, 0
     for p in paths:
@@ -411,7 +411,7 @@ def _gguf_value(reader, key: str) -> Any:
 
 
 def inspect_gguf(path: Path) -> Inspection:
-    import gguf
+    import gguf  # lazy: only GGUF files need the gguf reader
 
     try:
         reader = gguf.GGUFReader(str(path))

@@ -15,7 +15,9 @@ from modelyard.core.errors import BadRequest, Conflict, InUse, NotFound
 from modelyard.server.orm import AllocationModel, FlavorModel, NodeModel, ResourceGroupModel, TagModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.services import events
+from modelyard.server.services.quota import ledger
 from modelyard.server.services.quota.ledger import DIMS, Resources, node_capacity
+from modelyard.server.services.resources.nodes import find_node
 
 # resource_type (as stored in tags / events) -> ORM class and the column that names it
 TAGGABLE: dict[str, tuple[type, str]] = {
@@ -263,8 +265,6 @@ class FlavorContext:
     """What a flavor's ModelArts fields are judged against, computed once per request."""
 
     def __init__(self, session: Session, user_id: str | None):
-        from modelyard.server.services.quota import ledger
-
         nodes = list(session.scalars(select(NodeModel).where(NodeModel.status == "ready")))
         uses = live_by_node(session, [n.id for n in nodes])
         self.free = [node_capacity(n) - (uses[n.id].allocated if n.id in uses else Resources()) for n in nodes]
@@ -344,8 +344,6 @@ def delete_flavor(session: Session, *, actor_id: str | None, flavor: FlavorModel
 
 def find_taggable(session: Session, resource_type: str, ref: str):
     if resource_type == "node":
-        from modelyard.server.services.resources.nodes import find_node
-
         return find_node(session, ref)
     if resource_type == "resource_group":
         return find_group(session, ref)

@@ -4,6 +4,7 @@ background component (SearchDriver). Described in services/searches.py, which re
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -12,14 +13,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelyard.core.errors import BadRequest, Conflict, ModelyardError, NotFound
+from modelyard.core.hparams import hparam_dict
+from modelyard.runtime import hparams as H
 from modelyard.server.auth import Principal
 from modelyard.server.db import advisory_lock, session_scope
 from modelyard.server.orm import UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobMetricModel, JobModel
+from modelyard.server.orm.models import ModelVersionModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
-from modelyard.server.services import events
+from modelyard.server.schemas.jobs import JobSubmit
+from modelyard.server.services import events, jobs, models
 from modelyard.server.services.common.loops import WakeableLoop
+from modelyard.server.services.quota import ledger
 from modelyard.server.services.searches.samplers import _optuna, grid_size, make_pruner, make_sampler
 from modelyard.server.services.searches.states import move_search, move_trial
 
@@ -41,15 +47,11 @@ def _principal(session: Session, user_id: str) -> Principal:
 
 
 def _block(value: Any) -> dict[str, Any]:
-    from modelyard.runtime.hparams import _items
-
-    return dict(_items(value, "hyperparameters"))
+    return hparam_dict(value, "hyperparameters")
 
 
 def trial_body(search: SearchModel, params: dict[str, Any], number: int) -> dict[str, Any]:
     """The JobSubmit body of a trial: the base with the trial's hyperparameters put in."""
-    from modelyard.runtime import hparams as H
-
     body = dict(search.base)
     common = _block(body.get("common_hyperparameters"))
     finetune = _block(body.get("finetune_hyperparameters"))
@@ -70,27 +72,16 @@ def trial_body(search: SearchModel, params: dict[str, Any], number: int) -> dict
     return body
 
 
-def _jobs():
-    from modelyard.server.services import jobs
-
-    return jobs
-
-
 def _submit_trial(session: Session, ctx: Any, search: SearchModel, params: dict[str, Any], number: int) -> JobModel:
-    from modelyard.server.schemas.jobs import JobSubmit
-
     body = trial_body(search, params, number)
     try:
         req = JobSubmit.model_validate(body)
     except Exception as exc:  # pydantic.ValidationError
         raise BadRequest(f"search base job is invalid: {exc}", code="invalid_search") from None
-    return _jobs().submit_job(session, ctx, principal=_principal(session, search.owner_id), req=req, origin="search")
+    return jobs.submit_job(session, ctx, principal=_principal(session, search.owner_id), req=req, origin="search")
 
 
 def per_trial_parts(search: SearchModel):
-    from modelyard.server.schemas.jobs import JobSubmit
-
-    jobs = _jobs()
     req = JobSubmit.model_validate({k: v for k, v in search.base.items() if k != "search_id"})
     return jobs.parts_for(jobs.normalize_roles(req.roles, req.kind))
 
@@ -99,8 +90,6 @@ def parallel_bound(session: Session, search: SearchModel, active_jobs: list[JobM
     """How many trials may be in flight: the requested parallelism, bounded by what the owner's
     remaining quota (job slots and resources, counting what this search's own running trials
     hold) can run at once. Never below 1, so a search always moves (its trial waits in the queue)."""
-    from modelyard.server.services.quota import ledger
-
     per = ledger.Resources()
     for part in per_trial_parts(search):
         per = per + part.resources
@@ -129,6 +118,7 @@ _OPTUNA_STATE = {"running": "RUNNING", "complete": "COMPLETE", "pruned": "PRUNED
 
 def _frozen(trial: SearchTrialModel):
     optuna = _optuna()
+    # optuna is imported on first use (about a second; only a running search needs it)
     from optuna.distributions import json_to_distribution
     from optuna.trial import TrialState
 
@@ -216,7 +206,6 @@ def step_search(session: Session, ctx: Any, search: SearchModel) -> bool:
     trials = _trials(session, search.id)
     jobs_by_id = {j.id: j for j in session.scalars(select(JobModel).where(
         JobModel.id.in_([t.job_id for t in trials if t.job_id])))} if trials else {}
-    jobs = _jobs()
     owner = _principal(session, search.owner_id)
 
     # 1. trials whose job finished
@@ -289,7 +278,7 @@ def step_search(session: Session, ctx: Any, search: SearchModel) -> bool:
             search.note = why
         free = min(bound - len(active), limit - n_total)
         if free > 0:
-            from optuna.distributions import distribution_to_json
+            from optuna.distributions import distribution_to_json  # optuna on first use (heavy)
 
             study = build_study(search, trials)
             for _ in range(free):
@@ -317,8 +306,6 @@ def step_search(session: Session, ctx: Any, search: SearchModel) -> bool:
 
 
 def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     return json.loads(json.dumps(attrs, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
@@ -367,9 +354,6 @@ def _alias_best(session: Session, search: SearchModel, best: SearchTrialModel) -
     if not best.model_version_id:
         return
     try:
-        from modelyard.server.orm.models import ModelVersionModel
-        from modelyard.server.services import models
-
         v = session.get(ModelVersionModel, best.model_version_id)
         if v is None:
             return
@@ -420,7 +404,7 @@ def _stop(session: Session, ctx: Any, search: SearchModel, *, state: str, reason
             continue
         if t.job_id:
             try:
-                _jobs().cancel_job(session, ctx, principal=owner, job_id=t.job_id, reason=f"search {state}: {reason}")
+                jobs.cancel_job(session, ctx, principal=owner, job_id=t.job_id, reason=f"search {state}: {reason}")
             except (Conflict, NotFound):
                 pass
         _finish_trial(session, t, "cancelled", message=reason)

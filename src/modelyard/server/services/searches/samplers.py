@@ -1,7 +1,10 @@
 """Hyperparameter searches: the algorithms' samplers and pruner (Optuna's, plus the numpy GP
 sampler and the anneal sampler described in services/searches.py), and the validation of a
 request's algorithm, algorithm parameters and search space (and its Optuna distributions / grid).
-Re-exported by services/searches.py."""
+Re-exported by services/searches.py.
+
+Optuna (and scipy, which its GP sampler wants) are imported inside the functions that use them:
+importing them takes about a second, and only a running search needs them, not every server start."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelyard.core.errors import BadRequest
+from modelyard.runtime import hparams as H
 
 ALGORITHMS = ("random", "grid", "tpe", "bayes_opt", "anneal")
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -32,7 +36,7 @@ EARLY_STOPPING_DEFAULTS = {"enabled": True, "n_startup_trials": 3, "n_warmup_ste
 
 
 def _optuna():
-    import optuna
+    import optuna  # lazy: see the module docstring
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
@@ -180,10 +184,8 @@ def _make_gp_ucb_sampler(**kw):
 
         def _acquisition(self, mean, std, y_best):
             if self.kind in ("ei", "poi", "pi"):
-                from math import erf, sqrt
-
                 z = (y_best - mean - self.xi) / std
-                cdf = 0.5 * (1 + np.vectorize(erf)(z / sqrt(2)))
+                cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
                 if self.kind == "ei":
                     pdf = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
                     return (y_best - mean - self.xi) * cdf + std * pdf
@@ -393,8 +395,6 @@ def normalize_algorithm_params(algorithm: str, raw: Any) -> dict[str, Any]:
 def normalize_space(raw: Any, *, strategy: str | None, is_pretrain: bool) -> list[dict[str, Any]]:
     """[{"name","type","low","high","log","step"} | {"name","type":"categorical","choices"}], names
     canonical and every end of every range accepted by the hyperparameter table."""
-    from modelyard.runtime import hparams as H
-
     if isinstance(raw, dict):
         raw = [{"name": k, **(v if isinstance(v, dict) else {"type": "categorical", "choices": v})}
                for k, v in raw.items()]

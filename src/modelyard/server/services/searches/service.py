@@ -43,14 +43,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelyard.core.errors import BadRequest, Conflict, ModelyardError
+from modelyard.runtime import hparams as H
 from modelyard.server.auth import Principal
 from modelyard.server.db import advisory_lock
 from modelyard.server.orm.jobs import JobModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
-from modelyard.server.services import events
+from modelyard.server.schemas.jobs import JobSubmit
+from modelyard.server.services import events, jobs
 from modelyard.server.services.common import access
 from modelyard.server.services.searches.driver import (
-    _jobs,
     _stop,
     _trials,
     step_search,
@@ -73,9 +74,6 @@ log = logging.getLogger(__name__)
 
 def create_search(session: Session, ctx: Any, *, principal: Principal, req) -> SearchModel:
     """Validate, record and start a search (its first trials are submitted in this transaction)."""
-    from modelyard.runtime import hparams as H
-    from modelyard.server.schemas.jobs import JobSubmit
-
     base = dict(req.base or {})
     base.pop("search_id", None)
     base.pop("resume", None)
@@ -138,7 +136,7 @@ def create_search(session: Session, ctx: Any, *, principal: Principal, req) -> S
 def _submit_probe_data(session: Session, ctx: Any, principal: Principal, req) -> bool:
     """Whether the base job's data has a validate split (read-only)."""
     try:
-        _dv, data = _jobs().resolve_data(session, ctx.settings, principal, principal.id, input_type=req.input_type,
+        _dv, data = jobs.resolve_data(session, ctx.settings, principal, principal.id, input_type=req.input_type,
                                          dataset=req.dataset, input_dir=req.input_dir, required=True)
     except ModelyardError:
         return False  # the real submission reports it
@@ -195,7 +193,7 @@ def summary(search: SearchModel, counts: dict[str, int] | None = None) -> dict[s
 
 def detail(session: Session, search: SearchModel) -> dict[str, Any]:
     trials = _trials(session, search.id)
-    jobs = {j.id: j for j in session.scalars(select(JobModel).where(
+    jobs_by_id = {j.id: j for j in session.scalars(select(JobModel).where(
         JobModel.id.in_([t.job_id for t in trials if t.job_id])))} if trials else {}
     counts: dict[str, int] = {}
     for t in trials:
@@ -204,7 +202,7 @@ def detail(session: Session, search: SearchModel) -> dict[str, Any]:
     out["base"] = search.base
     rows = []
     for t in trials:
-        job = jobs.get(t.job_id or "")
+        job = jobs_by_id.get(t.job_id or "")
         inter = t.intermediate or {}
         last = max(inter, key=int) if inter else None
         rows.append({"id": t.id, "number": t.number, "state": t.state, "params": t.params, "value": t.value,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from starlette.requests import ClientDisconnect
 
 from modelyard.core.errors import BadRequest
 from modelyard.server.orm.files import UploadChunkModel, UploadModel
@@ -185,9 +188,6 @@ def _writeback_starter() -> Callable[[int, int, int], None]:
     works while the rest of the upload arrives, instead of everything waiting for the final fsync
     (which only makes it durable). Elsewhere: a no-op."""
     try:
-        import ctypes
-        import ctypes.util
-
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         fn = libc.sync_file_range
         fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
@@ -207,8 +207,6 @@ start_writeback = _writeback_starter()
 
 async def _guard(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """A body whose client went away mid-way ends as a 400 (never a 500 with a traceback)."""
-    from starlette.requests import ClientDisconnect
-
     try:
         async for piece in stream:
             yield piece

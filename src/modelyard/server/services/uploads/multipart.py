@@ -13,7 +13,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelyard.core.errors import BadRequest, QuotaExceeded
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from modelyard.core.errors import BadRequest, InvalidPath, QuotaExceeded
 from modelyard.core.ids import new_id
 from modelyard.server.auth import Principal
 from modelyard.server.services import files as fs
@@ -84,8 +89,6 @@ class _Multipart:
         self._hname = self._hval = b""
 
     def on_headers_finished(self) -> None:
-        from python_multipart.multipart import parse_options_header
-
         _, opts = parse_options_header(self._disp)
         if b"name" not in opts:
             raise BadRequest('a multipart part has no Content-Disposition "name"', code="invalid_multipart")
@@ -186,10 +189,6 @@ async def receive_multipart(content_type: str, stream: AsyncIterator[bytes], tmp
     field's value / a file's name is known and may raise to refuse the request before more is
     written; max_bytes/max_files stop the stream once passed (403 quota_exceeded).
     Returns (fields, files, cleanup); cleanup() removes whatever temp file is left."""
-    from python_multipart import MultipartParser
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import parse_options_header
-
     ctype, params = parse_options_header(content_type or "")
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise BadRequest("expected a multipart/form-data body", code="invalid_multipart")
@@ -230,8 +229,6 @@ async def multipart_upload(ctx, principal: Principal, content_type: str, stream:
     can follow the file part) and a half-received file must never be visible in a user's tree —
     and is then renamed into place atomically (services/files.place_files; a different
     filesystem falls back to a synced temp file next to the target)."""
-    from starlette.concurrency import run_in_threadpool
-
     settings = ctx.settings
     state = {"dir": dir_text, "user": user_id}
 
@@ -287,6 +284,4 @@ def _check_filename(filename: str) -> None:
     fs.check_text(filename, strict=True)
     parts = [p for p in filename.split("/") if p not in ("", ".")]
     if not parts:
-        from modelyard.core.errors import InvalidPath
-
         raise InvalidPath(f"invalid file name {filename!r}")

@@ -47,12 +47,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.core.errors import BadRequest, Conflict, ModelyardError, NotFound, QuotaExceeded
 from modelyard.core.ids import new_id
 from modelyard.server.auth import Principal
 from modelyard.server.orm.base import utcnow
-from modelyard.server.orm.files import PUBLIC_ROOT, UploadChunkModel, UploadModel
+from modelyard.server.orm.files import PUBLIC_ROOT, FileModel, UploadChunkModel, UploadModel
 from modelyard.server.services import events
 from modelyard.server.services import files as fs
 from modelyard.server.services.common.door import StaleState
@@ -219,8 +220,6 @@ def upload_view(session: Session, up: UploadModel) -> dict:
             "received_ranges": _ranges(received, up), "created_at": up.created_at, "updated_at": up.updated_at,
             "expires_at": up.expires_at, "completed_at": up.completed_at, "file": None}
     if up.file_id is not None:
-        from modelyard.server.orm.files import FileModel
-
         row = session.get(FileModel, up.file_id)
         if row is not None:
             view["file"] = fs.entry(row, public=up.root == PUBLIC_ROOT)
@@ -279,8 +278,6 @@ def _chunk_done(sessions, principal: Principal, upload_id: str, index: int, size
 
 async def receive_chunk(ctx, principal: Principal, upload_id: str, index: int, stream: AsyncIterator[bytes], *,
                         chunk_sha256: str | None = None) -> dict:
-    from starlette.concurrency import run_in_threadpool
-
     if chunk_sha256 is not None:
         chunk_sha256 = chunk_sha256.strip().lower()
         if not _SHA.match(chunk_sha256):

@@ -12,6 +12,7 @@ from modelyard.server.auth import Principal, hash_token, issue_token
 from modelyard.server.orm import ApiTokenModel, UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.services import events
+from modelyard.server.services.files import ensure_user_layout
 from modelyard.server.services.quota import ensure_quota
 from modelyard.server.settings import Settings
 
@@ -33,7 +34,6 @@ def create_user(session: Session, settings: Settings, *, name: str, role: str = 
     session.flush()
     ensure_quota(session, user_id=user.id)
     plaintext = issue_token(session, user_id=user.id, token=token)
-    from modelyard.server.services.files import ensure_user_layout
 
     ensure_user_layout(settings, user.id)
     events.record(session, actor_id=actor.id if actor else None, kind="user.created", object_type="user",
@@ -49,8 +49,6 @@ def bootstrap_admin(session: Session, settings: Settings) -> str | None:
         _, token = create_user(session, settings, name="admin", role="admin", token=settings.admin_token)
         return None if settings.admin_token else token
     if settings.admin_token:
-        from modelyard.server.auth import hash_token
-
         known = session.scalar(select(ApiTokenModel).where(ApiTokenModel.token_hash == hash_token(settings.admin_token)))
         if known is None:
             issue_token(session, user_id=admin.id, name="env", token=settings.admin_token)

@@ -1,0 +1,129 @@
+"""`modelyard chat SERVICE[:VERSION|ADAPTER]`: a streaming chat with a service in the terminal,
+through the platform's OpenAI-compatible gateway ($MODELYARD_URL/v1, the user's token).
+
+Interactive on a terminal: the history is kept across turns, `/reset` forgets it, `/exit` or
+Ctrl-D leaves, Ctrl-C stops the answer being written. With stdin not a terminal (a pipe, a
+script) it reads one prompt from stdin, streams the answer to stdout and exits (1 on an error)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+import httpx
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class ChatError(Exception):
+    pass
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        err = resp.json().get("error") or {}
+    except ValueError:
+        err = {}
+    return f"{resp.status_code} {err.get('code') or 'error'}: {err.get('message') or resp.text[:300]}"
+
+
+def stream_reply(http: httpx.Client, body: dict, write: Callable[[str], None]) -> str:
+    """POST /v1/chat/completions with stream on; each piece of the answer goes to write() as it
+    arrives. Returns the whole answer."""
+    parts: list[str] = []
+    with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True},
+                     timeout=httpx.Timeout(600.0, connect=10.0)) as resp:
+        if resp.status_code >= 400:
+            resp.read()
+            raise ChatError(_error_message(resp))
+        for line in resp.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if chunk.get("error"):
+                raise ChatError(str(chunk["error"].get("message", chunk["error"])))
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    parts.append(piece)
+                    write(piece)
+    return "".join(parts)
+
+
+def chat(model: str = typer.Argument(..., metavar="SERVICE[:VERSION|ADAPTER]",
+                                     help="a service name, SERVICE:VERSION, or an adapter a service serves"),
+         system: str | None = typer.Option(None, "--system", help="a system prompt"),
+         temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0),
+         top_p: float | None = typer.Option(None, "--top-p", min=0.0, max=1.0),
+         max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
+         interactive: bool | None = typer.Option(None, "--interactive/--once",
+                                                 help="default: interactive on a terminal, one prompt from stdin otherwise")) -> None:
+    """Chat with a service (streamed). Interactive: /reset forgets the history, /exit or Ctrl-D leaves."""
+    from modelyard.sdk import Client
+
+    http = Client().http
+    options = {k: v for k, v in (("temperature", temperature), ("top_p", top_p), ("max_tokens", max_tokens))
+               if v is not None}
+    start = [{"role": "system", "content": system}] if system else []
+    if interactive is None:
+        interactive = sys.stdin.isatty()
+    if not interactive:
+        prompt = sys.stdin.read().strip()
+        if not prompt:
+            err_console.print("[red]no prompt on stdin[/]")
+            raise typer.Exit(2)
+        try:
+            stream_reply(http, {"model": model, "messages": start + [{"role": "user", "content": prompt}], **options},
+                         lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+        except (ChatError, httpx.HTTPError) as exc:
+            err_console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+        sys.stdout.write("\n")
+        return
+    _interactive(http, model, start, options)
+
+
+def _show(piece: str, written: list[str]) -> None:
+    written.append(piece)
+    console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+
+
+def _interactive(http: httpx.Client, model: str, start: list[dict], options: dict) -> None:
+    console.print(f"[bold]{model}[/] — /reset forgets the conversation, /exit or Ctrl-D leaves")
+    messages = list(start)
+    while True:
+        try:
+            text = console.input("[bold green]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        command = text.strip()
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            messages = list(start)
+            console.print("[dim]history cleared[/]")
+            continue
+        if not command:
+            continue
+        messages.append({"role": "user", "content": text})
+        console.print(f"[bold blue]{model}>[/] ", end="")
+        written: list[str] = []
+        try:
+            reply = stream_reply(http, {"model": model, "messages": messages, **options},
+                                 lambda piece, out=written: _show(piece, out))
+        except KeyboardInterrupt:  # stop this answer, keep what was said
+            reply = "".join(written)
+        except (ChatError, httpx.HTTPError) as exc:
+            console.print(f"\n[red]{exc}[/]")
+            messages.pop()
+            continue
+        console.print()
+        messages.append({"role": "assistant", "content": reply})
