@@ -97,6 +97,12 @@ def test_lora_loss_falls_and_adapter_loads_and_generates(base_model, tmp_path):
     res = result(job)
     assert res["format"] == "peft" and res["global_step"] == 30
     assert res["metrics"]["train_loss"] < res["metrics"]["first_loss"] and res["metrics"]["tokens_per_s"] > 0
+    # train_loss is the run's mean (TrainOutput.training_loss): each logged loss covers the steps since the last
+    logged = [(m["step"], m["loss"]) for m in ms if "loss" in m]
+    steps = [0] + [st for st, _ in logged]
+    mean = sum(loss * (steps[i + 1] - steps[i]) for i, (_, loss) in enumerate(logged)) / steps[-1]
+    assert res["metrics"]["train_loss"] == pytest.approx(mean, rel=1e-3)
+    assert res["metrics"]["last_loss"] == pytest.approx(ls[-1])
     assert "eval_loss" in res["metrics"]
     out = job / "output"
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()

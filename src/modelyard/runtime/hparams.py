@@ -16,6 +16,7 @@ from typing import Any
 
 from modelyard.core.errors import BadRequest
 from modelyard.core.hparams import hparam_items
+from modelyard.core.strategies import ADAPTER_STRATEGIES, STRATEGIES, normalize_strategy  # noqa: F401 (re-exported)
 
 # where a value goes
 ARGS = "args"  # transformers.TrainingArguments(<target>=value)
@@ -83,23 +84,29 @@ TABLE: list[HParam] = [
        description="warmup as a ratio of total steps (written to warmup_steps)"),
     _p("weight_decay", "float", 0.0, lo=0, hi=10, description="AdamW weight decay"),
     _p("lr_scheduler_type", "choice", "linear", choices=tuple(SCHEDULERS), description="learning-rate schedule"),
-    _p("optim", "choice", "adamw_torch", choices=tuple(OPTIMIZERS), aliases=("optimizer",), description="optimizer"),
-    _p("adam_beta1", "float", 0.9, lo=0, hi=1, hi_open=True),
-    _p("adam_beta2", "float", 0.999, lo=0, hi=1, hi_open=True),
-    _p("adam_epsilon", "float", 1e-8, lo=0, hi=1, lo_open=True),
+    _p("optim", "choice", "adamw_torch", choices=tuple(OPTIMIZERS), aliases=("optimizer",), description="the optimizer (8-bit and other extra-package optimizers are not offered)"),
+    _p("adam_beta1", "float", 0.9, lo=0, hi=1, hi_open=True, description="Adam decay rate of the gradient mean"),
+    _p("adam_beta2", "float", 0.999, lo=0, hi=1, hi_open=True,
+       description="Adam decay rate of the squared-gradient mean"),
+    _p("adam_epsilon", "float", 1e-8, lo=0, hi=1, lo_open=True,
+       description="Adam denominator term for numerical stability"),
     _p("max_grad_norm", "float", 1.0, lo=0, hi=1e6, description="gradient clipping (0: off)"),
-    _p("label_smoothing_factor", "float", 0.0, lo=0, hi=1, hi_open=True),
+    _p("label_smoothing_factor", "float", 0.0, lo=0, hi=1, hi_open=True,
+       description="spread this share of the target probability over all tokens (0: off)"),
     _p("neftune_noise_alpha", "float", None, lo=0, hi=1e3, description="NEFTune embedding noise"),
-    _p("seed", "int", 42, lo=0, hi=2**32 - 1),
-    _p("data_seed", "int", None, lo=0, hi=2**32 - 1),
+    _p("seed", "int", 42, lo=0, hi=2**32 - 1, description="random seed for initialisation and shuffling"),
+    _p("data_seed", "int", None, lo=0, hi=2**32 - 1,
+       description="separate seed for the data order (default: seed)"),
     # --- precision / memory --------------------------------------------------------------------
     _p("bf16", "bool", False, description="bfloat16 mixed precision"),
     _p("fp16", "bool", False, description="float16 mixed precision (GPU)"),
     _p("gradient_checkpointing", "bool", False, description="recompute activations to save memory"),
-    _p("torch_compile", "bool", False),
-    _p("dataloader_num_workers", "int", 0, lo=0, hi=64),
+    _p("torch_compile", "bool", False, description="compile the model with torch.compile (slower start)"),
+    _p("dataloader_num_workers", "int", 0, lo=0, hi=64,
+       description="worker processes loading batches (0: in the training process)"),
     # --- logging / checkpoints / evaluation -------------------------------------------------
-    _p("logging_strategy", "choice", "steps", choices=("no", "steps", "epoch")),
+    _p("logging_strategy", "choice", "steps", choices=("no", "steps", "epoch"),
+       description="when metrics (loss, learning rate) are reported"),
     _p("logging_steps", "float", 10, lo=0, hi=1e12, lo_open=True,
        description="metrics every N steps (a float < 1: ratio of total steps)"),
     _p("save_strategy", "choice", "steps", choices=("no", "steps", "epoch"),
@@ -108,7 +115,8 @@ TABLE: list[HParam] = [
     _p("save_total_limit", "int", 3, lo=1, hi=1e6, description="checkpoints kept (older ones are deleted)"),
     _p("eval_strategy", "choice", "no", choices=("no", "steps", "epoch"), aliases=("evaluation_strategy",),
        description="periodic evaluation on the validate split (a final one always runs when it exists)"),
-    _p("eval_steps", "float", None, lo=0, hi=1e12, lo_open=True),
+    _p("eval_steps", "float", None, lo=0, hi=1e12, lo_open=True,
+       description="evaluate every N steps when eval_strategy is steps (default: logging_steps)"),
     # --- data ----------------------------------------------------------------------------------
     _p("max_seq_length", "int", 1024, lo=8, hi=1 << 20, where=DATA, aliases=("cutoff_len", "max_length"),
        description="tokens per sample (longer samples are truncated)"),
@@ -123,12 +131,13 @@ TABLE: list[HParam] = [
        description="LoRA rank"),
     _p("lora_alpha", "float", 16, lo=0, hi=1e6, lo_open=True, where=LORA, lora_only=True,
        description="LoRA scaling numerator (scale = alpha / r)"),
-    _p("lora_dropout", "float", 0.05, lo=0, hi=1, hi_open=True, where=LORA, lora_only=True),
+    _p("lora_dropout", "float", 0.05, lo=0, hi=1, hi_open=True, where=LORA, lora_only=True,
+       description="dropout on the LoRA layers' input"),
     _p("lora_target", "list", None, where=LORA, target="target_modules", lora_only=True,
        aliases=("target_modules", "lora_target_modules"),
        description="module names to adapt, comma-separated, or all-linear (default: PEFT's choice per architecture)"),
     _p("lora_bias", "choice", "none", choices=("none", "all", "lora_only"), where=LORA, target="bias",
-       lora_only=True),
+       lora_only=True, description="which bias terms are trained with the adapter"),
     _p("use_rslora", "bool", False, where=LORA, lora_only=True, description="rank-stabilised scaling"),
     _p("use_dora", "bool", False, where=LORA, lora_only=True, description="weight-decomposed LoRA"),
     _p("modules_to_save", "list", None, where=LORA, lora_only=True,
@@ -145,36 +154,35 @@ _TRUE = {"1", "true", "yes", "y", "on", "t"}
 _FALSE = {"0", "false", "no", "n", "off", "f", ""}
 
 
-def normalize_strategy(strategy: str | None, is_pretrain: bool = False) -> str:
-    """'LoRA' | 'FineTune'. Pre-training is always full training."""
-    if is_pretrain:
-        return "FineTune"
-    s = (strategy or "LoRA").strip().lower().replace("-", "").replace("_", "").replace(" ", "")
-    if s in ("lora", "qlora"):
-        return "LoRA"
-    if s in ("finetune", "full", "fullfinetune", "fullfinetuning", "sft"):
-        return "FineTune"
-    raise BadRequest(f"fineTuneStrategy {strategy!r} is not supported; use LoRA or FineTune",
-                     code="invalid_strategy", details={"valid": ["FineTune", "LoRA"]})
-
-
 def valid_names(strategy: str, is_pretrain: bool) -> list[str]:
     strategy = normalize_strategy(strategy, is_pretrain)
+    is_pretrain = is_pretrain or strategy == "pretrain"
     return sorted(hp.name for hp in TABLE if _applies(hp, strategy, is_pretrain))
 
 
 def _applies(hp: HParam, strategy: str, is_pretrain: bool) -> bool:
-    if hp.lora_only and (strategy != "LoRA" or is_pretrain):
+    if hp.lora_only and (strategy not in ADAPTER_STRATEGIES or is_pretrain):
         return False
     if hp.pretrain_only and not is_pretrain:
         return False
     return True
 
 
-def describe(strategy: str = "LoRA", is_pretrain: bool = False) -> list[dict[str, Any]]:
+def describe(strategy: str = "lora", is_pretrain: bool = False) -> list[dict[str, Any]]:
     """The table, for docs / the API: what each name means, its type, range and default."""
     strategy = normalize_strategy(strategy, is_pretrain)
+    is_pretrain = is_pretrain or strategy == "pretrain"
     return [hp.describe() for hp in TABLE if _applies(hp, strategy, is_pretrain)]
+
+
+def strategies_of(hp: HParam) -> list[str]:
+    """The strategies (lora, full, qlora, pretrain) a hyperparameter applies to."""
+    return [s for s in STRATEGIES if _applies(hp, s, s == "pretrain")]
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every hyperparameter a training job accepts, with the strategies it applies to (GET /api/v1/hparams)."""
+    return [{**hp.describe(), "strategies": strategies_of(hp)} for hp in TABLE]
 
 
 def _items(block: Any, where: str) -> list[tuple[str, Any]]:
@@ -268,7 +276,8 @@ def validate(strategy: str | None, common: Any = None, finetune: Any = None, is_
     Raises BadRequest(code="invalid_hyperparameter", details={"valid": [...]}) naming the first
     offending name or value."""
     strategy = normalize_strategy(strategy, bool(is_pretrain))
-    valid = valid_names(strategy, bool(is_pretrain))
+    is_pretrain = bool(is_pretrain) or strategy == "pretrain"
+    valid = valid_names(strategy, is_pretrain)
 
     def refuse(msg: str, name: str | None = None, value: Any = None) -> BadRequest:
         details: dict[str, Any] = {"valid": valid}

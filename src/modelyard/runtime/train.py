@@ -138,6 +138,28 @@ def _is_peft_dir(path: Path) -> bool:
     return (path / "adapter_config.json").exists()
 
 
+def qlora_unavailable(cuda: bool) -> str | None:
+    """Why QLoRA cannot run in this process (None: it can). Never fall back to plain LoRA."""
+    import importlib.util
+
+    if not cuda:
+        return "QLoRA needs a CUDA GPU (this replica sees none)"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "QLoRA needs bitsandbytes, which is not installed for the trainer's python"
+    return None
+
+
+def qlora_quantization(hp: dict):
+    """The 4-bit base QLoRA trains on (Dettmers et al.): NF4 weights, double quantisation, and
+    compute in bf16 (fp16 when the job asked for fp16)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.float16 if hp.get("fp16") else torch.bfloat16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
+
+
 def load_model(spec: TrainingSpec, strategy: str, hp: dict, is_pretrain: bool, device_type: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -159,17 +181,29 @@ def load_model(spec: TrainingSpec, strategy: str, hp: dict, is_pretrain: bool, d
         config = AutoConfig.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         log(f"pre-training from scratch: {config.model_type}, {model.num_parameters():,} parameters")
+    elif strategy == "qlora" and not is_pretrain:
+        why = qlora_unavailable(device_type == "cuda")
+        if why:
+            raise RuntimeFailure(why)
+        from peft import prepare_model_for_kbit_training
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=qlora_quantization(hp),
+                                                     device_map={"": torch.cuda.current_device()})
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(hp.get("gradient_checkpointing")))
+        log("QLoRA: base loaded in 4 bits (NF4, double quantisation) through bitsandbytes")
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    adapter = strategy in H.ADAPTER_STRATEGIES and not is_pretrain
     if peft_dir is not None:
         from peft import PeftModel
 
-        if strategy == "LoRA" and not is_pretrain:
+        if adapter:
             # go on training the same adapter
             return PeftModel.from_pretrained(model, peft_dir, is_trainable=True), True
         model = PeftModel.from_pretrained(model, peft_dir).merge_and_unload()
         log("merged the base version's LoRA adapter into its base for full training")
-    if strategy == "LoRA" and not is_pretrain:
+    if adapter:
         from peft import LoraConfig, TaskType, get_peft_model
 
         kw = dict(H.split(hp)[H.LORA])
@@ -256,6 +290,10 @@ def run(spec: TrainingSpec, stopper: Stopper) -> int:
         if "MASTER_PORT" not in os.environ:
             raise RuntimeFailure("WORLD_SIZE > 1 but MASTER_PORT is not set")
     is_main = rank == 0
+    if world <= 1:
+        # a single process: without LOCAL_RANK, accelerate does not set up a one-process DDP on a
+        # CUDA node (which warns about find_unused_parameters at every step and buys nothing)
+        os.environ.pop("LOCAL_RANK", None)
 
     is_pretrain = spec.kind == "pretrain"
     strategy = H.normalize_strategy(spec.strategy, is_pretrain)
@@ -423,9 +461,10 @@ def run(spec: TrainingSpec, stopper: Stopper) -> int:
         tokenizer.save_pretrained(str(out_dir))
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         metrics: dict[str, Any] = {
-            "train_loss": float(losses[-1]) if losses else float(training_loss),
+            # the run's mean loss, as transformers' TrainOutput.training_loss reports it
+            "train_loss": float(training_loss),
             "first_loss": float(losses[0]) if losses else float(training_loss),
-            "mean_train_loss": float(training_loss),
+            "last_loss": float(losses[-1]) if losses else float(training_loss),
             "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0,
             "train_tokens": tokens,
             "train_runtime_s": round(seconds, 3),

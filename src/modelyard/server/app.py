@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError
 
 from modelyard import __version__
 from modelyard.core.errors import ModelyardError
-from modelyard.server import background, gateway, guards, metrics
+from modelyard.server import background, docs, gateway, guards, metrics
 from modelyard.server.context import AppContext
 from modelyard.server.db import make_engine, make_sessionmaker, session_scope, upgrade_schema
 from modelyard.server.orm import Base
@@ -32,10 +32,23 @@ NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets",
 COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources", "zstack", "serving", "modelarts"]
 
 
+def _summarise(router) -> None:
+    """A handler without an explicit summary documents itself: its docstring's first paragraph is
+    the operation's summary, the rest its description (the whole docstring when there is no rest)."""
+    from fastapi.routing import APIRoute
+
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.summary is None and route.description:
+            first, _, rest = route.description.partition("\n\n")
+            route.summary = " ".join(first.split())
+            route.description = rest.strip() or route.summary
+
+
 def _include(app: FastAPI, package: str, names: list[str], prefix: str = "") -> list:
     routers = []
     for name in names:
         mod = importlib.import_module(f"{package}.{name}")
+        _summarise(mod.router)
         app.include_router(mod.router, prefix=prefix)
         routers.append(mod.router)
     return routers
@@ -79,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.gateway.aclose()
             engine.dispose()
 
-    app = FastAPI(title="Modelyard", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Modelyard", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Self-hosted LLM lifecycle platform. Native API under /api/v1; "
                               "seed-compatible routes at the paths of the specification.")
     app.state.ctx = ctx
@@ -103,10 +116,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         code, message = unstorable(exc)
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=422)
 
-    @app.get("/healthz", tags=["system"])
+    @app.get("/healthz", tags=["system"], summary="Liveness check (no token needed)",
+             description="Answers 200 with the server's version while the process serves requests.")
     def healthz() -> dict:
         return {"status": "ok", "version": __version__}
 
+    docs.install(app)  # /docs and /redoc with assets from the package (offline)
     registry = metrics.install(app, ctx)
     app.state.gateway = gateway.install(app, ctx, registry)  # /v1 (OpenAI) and /serving/{service}
     _include(app, "modelyard.server.routers", NATIVE_ROUTERS, prefix="/api/v1")

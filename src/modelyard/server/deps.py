@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from modelyard.core.errors import Forbidden
@@ -53,7 +54,15 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def current_user(request: Request) -> Principal:
+# Declares the bearer scheme on every operation that authenticates (Swagger UI's Authorize button);
+# auto_error=False: a missing token is answered by authenticate() with the house's 401 body.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="An API token (`modelyard tokens create`, or the admin token printed at first start), "
+                                "sent as `Authorization: Bearer <token>`.")
+
+
+def current_user(request: Request,
+                 _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None) -> Principal:
     """Authenticate in a short read-only session of its own, so the principal is known even to
     handlers that stream and manage their own sessions."""
     cached = getattr(request.state, "principal", None)

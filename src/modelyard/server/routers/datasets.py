@@ -53,6 +53,9 @@ def create_dataset(req: DatasetCreateRequest, ctx: CtxDep, principal: UserDep):
 @router.get("/datasets", response_model=Page[DatasetResponse])
 def list_datasets(session: SessionDep, principal: UserDep, page: PageQ = 1, page_size: PageSizeQ = 20,
                   q: SearchQ = None, name: NameQ = None):
+    """List datasets
+
+    Your datasets and public ones, newest first, with their latest version."""
     items, total = svc.list_datasets(session, principal, page=page, page_size=page_size, q=q, name=name)
     ids = [d.id for d in items]
     latest, counts = svc.latest_versions(session, ids), svc.version_counts(session, ids)
@@ -67,11 +70,17 @@ def list_datasets(session: SessionDep, principal: UserDep, page: PageQ = 1, page
 
 @router.get("/datasets/{dataset}", response_model=DatasetDetailResponse)
 def get_dataset(dataset: str, session: SessionDep, principal: UserDep):
+    """One dataset
+
+    Addressed by id, unique id prefix or name; includes its versions."""
     return _dataset(session, svc.get_dataset(session, principal, dataset), detail=True)
 
 
 @router.patch("/datasets/{dataset}", response_model=DatasetDetailResponse)
 def update_dataset(dataset: str, req: DatasetUpdateRequest, session: SessionDep, principal: UserDep):
+    """Change a dataset
+
+    Description or visibility; the owner only."""
     ds = svc.update_dataset(session, principal, dataset, description=req.description, is_public=req.is_public)
     session.flush()
     return _dataset(session, ds, detail=True)
@@ -85,6 +94,9 @@ def delete_dataset(dataset: str, ctx: CtxDep, principal: UserDep):
 
 @router.get("/datasets/{dataset}/versions", response_model=list[DatasetVersionSummary])
 def list_versions(dataset: str, session: SessionDep, principal: UserDep):
+    """Versions of a dataset
+
+    Each version's splits, files, row counts and detected shape."""
     ds = svc.get_dataset(session, principal, dataset)
     return [DatasetVersionSummary.of(v) for v in svc.versions_of(session, ds.id)]
 
@@ -99,12 +111,18 @@ def create_version(dataset: str, req: DatasetVersionCreateRequest, ctx: CtxDep, 
 
 @router.get("/datasets/{dataset}/versions/{version}", response_model=DatasetVersionResponse)
 def get_version(dataset: str, version: str, session: SessionDep, principal: UserDep):
+    """One dataset version
+
+    By number, id, unique id prefix or 'latest'."""
     return DatasetVersionResponse.of(svc.get_version(session, principal, dataset, version))
 
 
 @router.get("/datasets/{dataset}/versions/{version}/rows", response_model=DatasetRowsResponse)
 def read_rows(dataset: str, version: str, session: SessionDep, principal: UserDep, split: str = "train",
               offset: OffsetQ = 0, limit: int = Query(20, ge=1, le=200)):
+    """Read rows of a version
+
+    A page of rows of one split, as the trainer reads them."""
     v = svc.get_version(session, principal, dataset, version)
     rows = svc.read_split(v, split, offset=offset, limit=limit)
     return DatasetRowsResponse(split=split, offset=offset, limit=limit,
@@ -113,4 +131,7 @@ def read_rows(dataset: str, version: str, session: SessionDep, principal: UserDe
 
 @router.delete("/datasets/{dataset}/versions/{version}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_version(dataset: str, version: str, ctx: CtxDep, principal: UserDep):
+    """Delete a dataset version
+
+    Refused (409 in_use) while a job uses it or a model version's lineage names it."""
     svc.delete_version(ctx.sessions, ctx.settings, principal, dataset, version)

@@ -34,6 +34,7 @@ def list_events(session: SessionDep, principal: UserDep, object_type: NameQ = No
                                                   max_length=MAX_SEARCH)] = None,
                 actor_id: IdQ = None, since: datetime | None = None, until: datetime | None = None,
                 order: Literal["asc", "desc"] = "desc", page: PageQ = 1, page_size: PageSizeQ = 50):
+    """The audit trail: state changes, creations, deletions. Users see events of their own objects; admins see all."""
     items, total = svc.list_events(session, principal, object_type=object_type, object_id=object_id, kind=kind,
                                    actor_id=actor_id, since=_naive_utc(since), until=_naive_utc(until),
                                    order=order, page=page,
@@ -46,6 +47,7 @@ def list_events(session: SessionDep, principal: UserDep, object_type: NameQ = No
 def object_events(object_type: str, object_id: str, session: SessionDep, principal: UserDep,
                   kind: SearchQ = None, order: Literal["asc", "desc"] = "asc",
                   page: PageQ = 1, page_size: PageSizeQ = 200):
+    """Everything recorded about one object (a job, a model, a user...), oldest first."""
     items, total = svc.list_events(session, principal, object_type=object_type, object_id=object_id, kind=kind,
                                    order=order, page=page, page_size=page_size)
     return {"items": items, "total": total, "page": page, "page_size": page_size}

@@ -77,23 +77,31 @@ def list_files(ctx: CtxDep, principal: UserDep, path: PathQ = "", public: bool =
                page: PageQ = 1, page_size: PageSizeQ = 100,
                after: str | None = Query(None, description="keyset paging: the last name of the previous page",
                                          max_length=MAX_PATH)):
+    """Entries of a folder in your files (or the public root), with size, type and modification time, paged."""
     return _read(ctx, principal, public, user_id,
                  lambda s, sc: fs.list_dir(s, sc, path, page=page, page_size=page_size, after=after))
 
 
 @router.get("/files/stat", response_model=FileEntry)
 def stat_file(ctx: CtxDep, principal: UserDep, path: str = "", public: bool = False, user_id: str | None = None):
+    """Stat a path
+
+    Size, type, modification time and (for files) the SHA-256 of one entry in your files."""
     return _read(ctx, principal, public, user_id, lambda s, sc: fs.stat(s, sc, path))
 
 
 @router.post("/files/mkdir", response_model=FileEntry, status_code=status.HTTP_201_CREATED)
 def make_dir(req: MkdirRequest, ctx: CtxDep, principal: UserDep):
+    """Create a folder
+
+    Creates the folder and any missing parents in your files (or the public root, admin)."""
     return _write(ctx, principal, req.public, req.user_id,
                   lambda s, sc: fs.mkdir(s, sc, req.path, parents=req.parents, exist_ok=req.exist_ok))
 
 
 @router.post("/files/move", response_model=FileEntry, summary="Move or rename (inside one root)")
 def move_file(req: MoveRequest, ctx: CtxDep, principal: UserDep):
+    """Moves or renames a file or folder within the same root; refuses to overwrite unless asked."""
     return _write(ctx, principal, req.public, req.user_id,
                   lambda s, sc: fs.move(s, sc, req.src, req.dst, overwrite=req.overwrite))
 
@@ -101,6 +109,7 @@ def move_file(req: MoveRequest, ctx: CtxDep, principal: UserDep):
 @router.delete("/files", response_model=DeleteResult, summary="Delete a file or a directory tree")
 def delete_file(ctx: CtxDep, principal: UserDep, path: str, public: bool = False, user_id: str | None = None,
                 recursive: bool = True):
+    """Removes a file, or a folder with everything in it, from your files; its space returns to your quota."""
     deleted = _write(ctx, principal, public, user_id,
                      lambda s, sc: fs.delete_path(s, ctx.settings, sc, path, recursive=recursive))
     fs.finish_delete(deleted)  # after the commit: the tree is already out of the root
@@ -109,6 +118,9 @@ def delete_file(ctx: CtxDep, principal: UserDep, path: str, public: bool = False
 
 @router.get("/files/usage", response_model=StorageUsage)
 def usage(ctx: CtxDep, principal: UserDep, user_id: str | None = None):
+    """Storage usage
+
+    Bytes and files used in your root, against your storage quota."""
     uid = principal.ensure_acting_as(user_id)
     with fs.transaction(ctx.sessions) as s:
         return StorageUsage(**fs.usage_summary(s, ctx.settings, uid))
@@ -117,6 +129,7 @@ def usage(ctx: CtxDep, principal: UserDep, user_id: str | None = None):
 @router.post("/files/reindex", response_model=ReindexResult,
              summary="Rescan a path on disk into the index (after out-of-band changes)")
 def reindex(ctx: CtxDep, principal: UserDep, path: str = "", public: bool = False, user_id: str | None = None):
+    """Re-reads a path from disk into the file index, for changes made outside the API."""
     if public and not principal.is_admin:
         raise Forbidden("only an admin reindexes the public root")
 
@@ -131,6 +144,7 @@ def reindex(ctx: CtxDep, principal: UserDep, path: str = "", public: bool = Fals
 
 @router.post("/files/extract", response_model=ExtractResult, summary="Extract a tar / tar.gz / zip into a folder")
 def extract(req: ExtractRequest, ctx: CtxDep, principal: UserDep):
+    """Unpacks an archive already in your files into a folder (entries that would escape it are refused)."""
     return archives.extract(ctx, principal, path=req.path, dest=req.dest, public=req.public,
                             dest_public=req.dest_public, user_id=req.user_id, overwrite=req.overwrite)
 
@@ -143,6 +157,7 @@ def extract(req: ExtractRequest, ctx: CtxDep, principal: UserDep):
 async def upload_small(request: Request, ctx: CtxDep, principal: UserDep,
                        path: str = Query("", description="directory to put the files in"),
                        public: bool = False, overwrite: bool = False, user_id: str | None = None):
+    """One request for small files; use the resumable /uploads API for large ones."""
     return await up.multipart_upload(ctx, principal, request.headers.get("content-type", ""), request.stream(),
                                      public=public, dir_text=path, user_id=user_id, strict=True,
                                      overwrite=overwrite)
@@ -225,6 +240,7 @@ def _download(request: Request, ctx, principal: Principal, path: str, public: bo
             response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
 def download(request: Request, ctx: CtxDep, principal: UserDep, path: str, public: bool = False,
              user_id: str | None = None, range_: str | None = Header(None, alias="range")):
+    """Streams a file from your files; a Range header resumes or parts the download."""
     return _download(request, ctx, principal, path, public, user_id, range_)
 
 
@@ -232,6 +248,7 @@ def download(request: Request, ctx: CtxDep, principal: UserDep, path: str, publi
              response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
 def download_head(request: Request, ctx: CtxDep, principal: UserDep, path: str, public: bool = False,
                   user_id: str | None = None, range_: str | None = Header(None, alias="range")):
+    """Size, accepted ranges and checksum of a file, without sending it."""
     return _download(request, ctx, principal, path, public, user_id, range_)
 
 
@@ -240,6 +257,7 @@ def download_head(request: Request, ctx: CtxDep, principal: UserDep, path: str, 
 @router.post("/uploads", response_model=UploadState, status_code=status.HTTP_201_CREATED, tags=["uploads"],
              summary="Open a resumable upload (quota checked before anything is accepted)")
 def create_upload(req: UploadCreate, ctx: CtxDep, principal: UserDep):
+    """Declares a file's size and SHA-256; the space is reserved against your quota before any chunk is sent."""
     with fs.transaction(ctx.sessions) as s:
         scope = fs.scope_for(s, ctx.settings, principal, public=req.public, user_id=req.user_id)
         u = up.create_upload(s, ctx.settings, scope, path=req.path, size=req.size, sha256=req.sha256,
@@ -251,6 +269,7 @@ def create_upload(req: UploadCreate, ctx: CtxDep, principal: UserDep):
             summary="My uploads: `live` (open or completing, the default), a state, or '' for all")
 def list_uploads(ctx: CtxDep, principal: UserDep, state: str | None = "live", path: str | None = None,
                  public: bool | None = None):
+    """Your resumable uploads, newest first."""
     with fs.transaction(ctx.sessions, readonly=True) as s:
         return up.list_uploads(s, principal, state=state or None, path=path, public=public)
 
@@ -258,6 +277,7 @@ def list_uploads(ctx: CtxDep, principal: UserDep, state: str | None = "live", pa
 @router.get("/uploads/{upload_id}", response_model=UploadState, tags=["uploads"],
             summary="An upload's state: which chunks / byte ranges are received")
 def get_upload(upload_id: str, ctx: CtxDep, principal: UserDep):
+    """Which chunks have arrived, so an interrupted upload can resume with the missing ones."""
     with fs.transaction(ctx.sessions, readonly=True) as s:
         return up.upload_view(s, up.get_upload(s, principal, upload_id))
 
@@ -268,6 +288,7 @@ def get_upload(upload_id: str, ctx: CtxDep, principal: UserDep):
                 "schema": {"type": "string", "format": "binary"}}}, "required": True}})
 async def put_chunk(upload_id: str, index: int, request: Request, ctx: CtxDep, principal: UserDep,
                     x_chunk_sha256: str | None = Header(None)):
+    """Chunks may arrive in any order and be sent again; each is written at its offset."""
     if index < 0:
         raise BadRequest("chunk index must be >= 0", code="invalid_chunk")
     return await up.receive_chunk(ctx, principal, upload_id, index, request.stream(), chunk_sha256=x_chunk_sha256)
@@ -276,11 +297,13 @@ async def put_chunk(upload_id: str, index: int, request: Request, ctx: CtxDep, p
 @router.post("/uploads/{upload_id}/complete", response_model=UploadState, tags=["uploads"],
              summary="Verify the SHA-256 and put the file in place")
 def complete_upload(upload_id: str, ctx: CtxDep, principal: UserDep):
+    """Checks the whole file's SHA-256 against the declared one and moves it to its path."""
     return up.complete_upload(ctx, principal, upload_id)
 
 
 @router.delete("/uploads/{upload_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["uploads"],
                summary="Abort an upload (its partial data is removed)")
 def abort_upload(upload_id: str, ctx: CtxDep, principal: UserDep):
+    """Drops the partial file and releases the reserved space."""
     up.abort_upload(ctx, principal, upload_id)
     return Response(status_code=204)

@@ -37,6 +37,9 @@ def _image(session, img, *, detail: bool = False):
 
 @router.post("/images", status_code=status.HTTP_201_CREATED, response_model=ImageDetailResponse)
 def create_image(req: ImageCreateRequest, session: SessionDep, principal: UserDep):
+    """Register an image
+
+    Creates an empty image (a named repository); versions are imported into it from tar archives."""
     img = svc.create_image(session, principal, name=req.name, icon=req.icon, overview=req.overview,
                            labels=req.labels, description=req.description, is_public=req.is_public)
     return _image(session, img, detail=True)
@@ -45,6 +48,9 @@ def create_image(req: ImageCreateRequest, session: SessionDep, principal: UserDe
 @router.get("/images", response_model=Page[ImageResponse])
 def list_images(session: SessionDep, principal: UserDep, page: PageQ = 1, page_size: PageSizeQ = 20,
                 q: SearchQ = None, name: NameQ = None, owner_id: IdQ = None):
+    """List images
+
+    Your images and public ones, with their tags."""
     items, total = svc.list_images(session, principal, page=page, page_size=page_size, q=q, name=name,
                                    owner_id=owner_id)
     tags = svc.tags_by_image(session, [i.id for i in items])
@@ -64,11 +70,17 @@ def collect_garbage(ctx: CtxDep, _admin: AdminDep, grace_s: float = Query(3600, 
 
 @router.get("/images/{image}", response_model=ImageDetailResponse)
 def get_image(image: str, session: SessionDep, principal: UserDep):
+    """One image
+
+    Addressed by id, unique id prefix or name; includes its versions."""
     return _image(session, svc.get_image(session, principal, image), detail=True)
 
 
 @router.patch("/images/{image}", response_model=ImageDetailResponse)
 def update_image(image: str, req: ImageUpdateRequest, session: SessionDep, principal: UserDep):
+    """Change an image
+
+    Icon, overview, labels, description or visibility; the owner only."""
     img = svc.update_image(session, principal, image, **req.model_dump())
     session.flush()
     return _image(session, img, detail=True)
@@ -82,6 +94,9 @@ def delete_image(image: str, ctx: CtxDep, principal: UserDep):
 
 @router.get("/images/{image}/versions", response_model=list[ImageVersionResponse])
 def list_versions(image: str, session: SessionDep, principal: UserDep):
+    """Versions of an image
+
+    Every imported version (tag, digest, size, config), oldest first."""
     img = svc.get_image(session, principal, image)
     return svc.versions_of(session, img.id)
 
@@ -101,6 +116,9 @@ def get_version(image: str, version: str, session: SessionDep, principal: UserDe
 
 @router.delete("/images/{image}/versions/{version}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_version(image: str, version: str, ctx: CtxDep, principal: UserDep):
+    """Delete an image version
+
+    Refused (409 in_use) while a queued or running job uses it; unshared blobs are collected."""
     svc.delete_version(ctx.sessions, ctx.settings, principal, image, version)
 
 

@@ -85,23 +85,35 @@ def list_models(session: SessionDep, principal: UserDep, page: PageQ = 1, page_s
 @router.get("/model-versions/resolve", response_model=VersionDetailResponse)
 def resolve(session: SessionDep, principal: UserDep, ref: str = Query(..., description="version id, "
             "'<model>' (latest done) or '<model>:<version|alias>'"), ready: bool = True):
+    """Resolve a model reference
+
+    The version a reference names: a version id, a model (its latest ready version) or model:version / model:alias."""
     v = svc.resolve_model_version(session, principal, ref, require_done=ready)
     return _version(v, svc.aliases_by_version(session, v.model_id), detail=True)
 
 
 @router.get("/model-versions/{version_id}", response_model=VersionDetailResponse)
 def get_version_by_id(version_id: str, session: SessionDep, principal: UserDep):
+    """One model version
+
+    By version id, unique id prefix, or model:version / model:alias; files, lineage and metrics included."""
     v = svc.get_version(session, principal, version_id)
     return _version(v, svc.aliases_by_version(session, v.model_id), detail=True)
 
 
 @router.get("/models/{model}", response_model=ModelDetailResponse)
 def get_model(model: str, session: SessionDep, principal: UserDep):
+    """One model
+
+    Addressed by id, unique id prefix, name or owner/name; includes its versions and aliases."""
     return _model_response(session, svc.get_model(session, principal, model), detail=True)
 
 
 @router.patch("/models/{model}", response_model=ModelDetailResponse)
 def update_model(model: str, req: ModelUpdateRequest, session: SessionDep, principal: UserDep):
+    """Change a model
+
+    Description, labels or visibility; the owner only."""
     m = svc.update_model(session, principal, svc.get_model(session, principal, model),
                          **req.model_dump(exclude_none=True))
     session.flush()
@@ -127,6 +139,9 @@ def create_version(model: str, req: VersionCreateRequest, session: SessionDep, c
 
 @router.get("/models/{model}/versions", response_model=list[VersionResponse])
 def list_versions(model: str, session: SessionDep, principal: UserDep):
+    """Versions of a model
+
+    Every version with its status, format and size, oldest first."""
     m = svc.get_model(session, principal, model)
     by_version = svc.aliases_by_version(session, m.id)
     return [_version(v, by_version) for v in svc.versions_of(session, m.id)]
@@ -134,6 +149,9 @@ def list_versions(model: str, session: SessionDep, principal: UserDep):
 
 @router.get("/models/{model}/versions/{version}", response_model=VersionDetailResponse)
 def get_version(model: str, version: str, session: SessionDep, principal: UserDep):
+    """One version of a model
+
+    By version string, alias, version id or unique id prefix, or 'latest'."""
     m = svc.get_model(session, principal, model)
     v = svc.find_version(session, m, version)
     return _version(v, svc.aliases_by_version(session, m.id), detail=True)
@@ -150,6 +168,9 @@ def delete_version(model: str, version: str, session: SessionDep, principal: Use
 
 @router.get("/models/{model}/aliases", response_model=list[AliasResponse])
 def list_aliases(model: str, session: SessionDep, principal: UserDep):
+    """Aliases of a model
+
+    The movable names (production, best...) and the versions they point to."""
     m = svc.get_model(session, principal, model)
     names = {v.id: v.version for v in svc.versions_of(session, m.id)}
     return [AliasResponse(alias=a.alias, version_id=a.version_id, version=names.get(a.version_id),
@@ -167,6 +188,9 @@ def set_alias(model: str, alias: str, req: AliasSetRequest, session: SessionDep,
 
 @router.delete("/models/{model}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_alias(model: str, alias: str, session: SessionDep, principal: UserDep):
+    """Delete an alias
+
+    The version it pointed to stays."""
     m = svc.get_model(session, principal, model)
     svc.delete_alias(session, principal, m, alias)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -174,6 +198,9 @@ def delete_alias(model: str, alias: str, session: SessionDep, principal: UserDep
 
 @router.get("/models/{model}/versions/{version}/metrics", response_model=list[MetricResponse])
 def list_metrics(model: str, version: str, session: SessionDep, principal: UserDep, name: str | None = None):
+    """Metrics of a version
+
+    Evaluation and training metrics recorded on the version, optionally one name."""
     m = svc.get_model(session, principal, model)
     return svc.list_metrics(session, svc.find_version(session, m, version), name=name)
 

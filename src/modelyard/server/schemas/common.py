@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -36,16 +36,32 @@ class ORMModel(BaseModel):
 
 
 class Page(BaseModel, Generic[T]):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     items: list[T]
+    """the objects on this page"""
     total: int
+    """how many objects match in all pages"""
     page: int
+    """this page's number, from 1"""
     page_size: int
+    """objects per page asked for"""
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     code: str
+    """a stable machine-readable error code, e.g. not_found or in_use"""
     message: str
+    """what went wrong and what to do, in English"""
+    details: Any = None
+    """structured specifics when there are some: the valid values, the candidates of an ambiguous
+    reference, what still uses an object"""
 
 
 class ErrorResponse(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     error: ErrorBody
+    """the error's code and message (and details, when there are some)"""

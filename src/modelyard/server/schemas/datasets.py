@@ -20,46 +20,79 @@ class DatasetSourceFields(BaseModel):
 
 
 class DatasetCreateRequest(DatasetSourceFields):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     name: str = Field(description="1-128 letters, digits, '_', '.', '-'", max_length=MAX_NAME)
     description: str = ""
+    """what the data is"""
     is_public: bool = False
+    """visible (read-only) to every user"""
 
 
 class DatasetVersionCreateRequest(DatasetSourceFields):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     description: str = ""
+    """what changed in this version"""
 
 
 class DatasetUpdateRequest(BaseModel):
-    model_config = ConfigDict(str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
+    model_config = ConfigDict(use_attribute_docstrings=True, str_max_length=MAX_DESCRIPTION)  # every text: schemas/common.py
 
     description: str | None = None
+    """a new description"""
     is_public: bool | None = None
+    """make it visible to every user, or private again"""
 
 
 class DatasetFileResponse(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     split: str
+    """train, validate or test"""
     name: str
+    """the file's name"""
     size: int
+    """its size in bytes"""
     sha256: str
+    """its SHA-256, hex"""
     rows: int
+    """how many rows it holds"""
     format: str
+    """jsonl, json, csv, parquet or txt"""
     source: str
+    """where it was copied from, in your files"""
 
 
 class DatasetVersionSummary(ORMModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     id: str
+    """the version's id (any unique prefix of 4+ also names it)"""
     dataset_id: str
+    """the dataset it belongs to"""
     version: int
+    """its number: 1, 2, ..."""
     shape: str
+    """chat, alpaca or text"""
     chat_format: str
+    """messages or sharegpt, for chat data"""
     format: str
+    """the files' format"""
     rows: dict[str, int]
+    """rows per split"""
     total_rows: int
+    """rows in all splits"""
     size_bytes: int
+    """total size of its files"""
     source: str
+    """the folder or file it was built from"""
     description: str
+    """what changed in it"""
     created_by: str | None
+    """the user who created it"""
     created_at: UTCDateTime
+    """when it was created (UTC)"""
 
     @classmethod
     def of(cls, v) -> DatasetVersionSummary:
@@ -67,8 +100,12 @@ class DatasetVersionSummary(ORMModel):
 
 
 class DatasetVersionResponse(DatasetVersionSummary):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     files: list[DatasetFileResponse]
+    """every file with split, size, rows and SHA-256"""
     preview: dict[str, list[dict[str, Any]]]
+    """the first rows of each split"""
 
     @classmethod
     def of(cls, v) -> DatasetVersionResponse:
@@ -84,28 +121,52 @@ def _summary(v) -> dict:
 
 
 class DatasetResponse(ORMModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     id: str
+    """the dataset's id (any unique prefix of 4+ also names it)"""
     owner_id: str
+    """the user it belongs to"""
     name: str
+    """its name, unique per owner"""
     description: str
+    """what the data is"""
     is_public: bool
+    """visible to every user"""
     created_at: UTCDateTime
+    """when it was created (UTC)"""
     updated_at: UTCDateTime
+    """when it last changed"""
     versions_count: int = 0
+    """how many versions it has"""
     latest_version: DatasetVersionSummary | None = None
+    """its newest version"""
 
 
 class DatasetDetailResponse(DatasetResponse):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     versions: list[DatasetVersionSummary] = Field(default_factory=list)
+    """every version, oldest first"""
 
 
 class DatasetCreatedResponse(DatasetResponse):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     version: DatasetVersionResponse
+    """the first version, built from the given files"""
 
 
 class DatasetRowsResponse(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     split: str
+    """the split read"""
     offset: int
+    """the first row returned"""
     limit: int
+    """the most rows asked for"""
     total: int
+    """rows in the split"""
     rows: list[dict[str, Any]]
+    """the rows, as the trainer reads them"""

@@ -30,7 +30,7 @@ def test_new_user_gets_the_seed_layout_and_sample_configs(alice, settings):
     assert lora == SAMPLE_CONFIGS["LoRA"]
     assert lora["fineTuneStrategy"] == "LoRA"
     assert [p["name"] for p in lora["fineTuneHyperParameters"]] == ["lora_alpha", "lora_r", "lora_dropout"]
-    assert lora["commonHyperParameters"][0] == {"description": "学习率", "name": "learning_rate", "value": "1e-4"}
+    assert lora["commonHyperParameters"][0] == {"description": "学习率 / learning rate: the peak step size of the optimizer", "name": "learning_rate", "value": "1e-4"}
     ft = alice.get("/api/v1/files/stat", params={"path": "Config/FineTune/config.json"}).json()
     assert not ft["is_dir"] and ft["size"] > 0
     usage = alice.get("/api/v1/files/usage").json()

@@ -49,7 +49,7 @@ def test_custom_job_lifecycle_detail_and_visibility(alice, bob, admin, submit_cu
     assert bob.get("/api/v1/jobs").json()["total"] == 0
     assert alice.get("/api/v1/jobs", params={"state": "queued,running"}).json()["total"] == 0
     hp = alice.get("/api/v1/jobs/hyperparameters", params={"strategy": "lora"}).json()
-    assert hp["strategy"] == "LoRA" and "lora_r" in {h["name"] for h in hp["hyperparameters"]}
+    assert hp["strategy"] == "lora" and "lora_r" in {h["name"] for h in hp["hyperparameters"]}
 
 
 def test_env_contract_and_user_root(alice, settings, submit_custom, wait_state):

@@ -249,7 +249,7 @@ def test_full_finetune_and_pretrain_native(alice, settings, tiny_model, kind, wa
     done = wait_state(alice, j["id"], ("succeeded", "failed"), timeout=100)
     assert done["state"] == "succeeded", (done["error"], alice.get(f"/api/v1/jobs/{j['id']}/logs").text[-3000:])
     assert done["result"]["format"] == "hf" and done["output_model_version_id"]
-    assert done["is_pretrain"] is (kind == "pretrain") and done["strategy"] == "FineTune"
+    assert done["is_pretrain"] is (kind == "pretrain") and done["strategy"] == ("full" if kind == "finetune" else kind)
 
 
 @pytest.mark.slow

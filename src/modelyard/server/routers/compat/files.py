@@ -16,7 +16,7 @@ from modelyard.server.deps import CtxDep, UserDep
 from modelyard.server.routers.compat.envelope import RESULT, compat_router, ok
 from modelyard.server.services import uploads
 
-router = compat_router(RESULT)
+router = compat_router(RESULT, tags=["seed §1 files"])
 
 UPLOADED = "文件上传成功"
 
@@ -33,6 +33,7 @@ _PUBLIC_FORM = {"requestBody": {"required": True, "content": {"multipart/form-da
 
 @router.post("/api/file/file/uploadFolder", summary="§1.1 私有文件上传", openapi_extra=_FORM)
 async def upload_folder(request: Request, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible upload of files into the caller's private files, answered in the seed's envelope."""
     await uploads.multipart_upload(ctx, principal, request.headers.get("content-type", ""), request.stream(),
                                    public=False, dir_field="currentPath", strict=False, overwrite=True)
     return ok(RESULT, None, message=UPLOADED)
@@ -40,6 +41,7 @@ async def upload_folder(request: Request, ctx: CtxDep, principal: UserDep):
 
 @router.post("/api/file/file/uploadPublicFolder", summary="§1.2 公共文件上传", openapi_extra=_PUBLIC_FORM)
 async def upload_public_folder(request: Request, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible upload of files into the shared public root, answered in the seed's envelope."""
     await uploads.multipart_upload(ctx, principal, request.headers.get("content-type", ""), request.stream(),
                                    public=True, dir_field="currentPath", user_field="publicUserId", strict=False,
                                    overwrite=True)

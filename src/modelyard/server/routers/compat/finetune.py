@@ -35,6 +35,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import ValidationError
 
 from modelyard.core.errors import BadRequest
+from modelyard.core.strategies import seed_name
 from modelyard.core.units import gib_to_mib, mib_to_gib
 from modelyard.server.auth import Principal
 from modelyard.server.db import session_scope
@@ -51,7 +52,7 @@ from modelyard.server.schemas.seed.finetune import (  # noqa: F401  (re-exported
 )
 from modelyard.server.services import jobs as svc
 
-router = compat_router(RETURN)
+router = compat_router(RETURN, tags=["seed §4-5 fine-tune and pre-train tasks"])
 
 _STATUS = {"pending": "pending", "queued": "queued", "queuing": "queued", "waiting": "queued",
            "starting": "starting", "creating": "starting", "running": "running", "succeeded": "succeeded",
@@ -262,7 +263,7 @@ def task_view(job: Any, user_name: str | None = None) -> dict[str, Any]:
         "createWay": labels.get("createWay") or ("custom" if job.kind == "custom" else "system"),
         "type": labels.get("type") or "PyTorch", "algorithmId": labels.get("algorithmId"),
         "resourceType": labels.get("resourceType"), "podDelete": labels.get("podDelete"),
-        "llmTrainFramework": "PyTorch", "fineTuneStrategy": job.strategy,
+        "llmTrainFramework": "PyTorch", "fineTuneStrategy": seed_name(job.strategy, job.is_pretrain),
         "nodeName": (spec.get("placement") or {}).get("node_names") or [],
         "zoneId": (spec.get("placement") or {}).get("group"),
         "modelId": model.get("model_id"), "modelVersionId": job.model_version_id, "modelVersion": model.get("version"),
@@ -320,6 +321,7 @@ def _task_filters(principal: Principal, body: ListBody, session) -> dict[str, An
 
 @router.post("/kernel/fineTune/createLlmFineTuneTask", summary="Seed §4.1 / §5.1: create a fine-tune or pre-train task")
 async def create_task(request: Request, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible: submits a fine-tune (fineTuneStrategy LoRA or FineTune) or pre-train task; answered in the seed's envelope."""
     try:
         raw = await request.json()
     except ValueError:
@@ -350,6 +352,7 @@ async def create_task(request: Request, ctx: CtxDep, principal: UserDep):
 
 @router.post("/kernel/fineTune/listLlmFineTuneTask", summary="Seed §4.2 / §5.2: page tasks")
 def list_tasks(body: ListBody, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible: one page of fine-tune / pre-train tasks with their state and resources."""
     page, size = _page(body)
     with session_scope(ctx.sessions, readonly=True) as session:
         items, total = svc.list_seed_tasks(session, principal, page=page, page_size=size,
@@ -362,6 +365,7 @@ def list_tasks(body: ListBody, ctx: CtxDep, principal: UserDep):
 
 @router.post("/kernel/fineTune/queryLlmFineTuneTaskDetail", summary="Seed §4.3 / §5.3: task detail (?taskId=)")
 async def task_detail(request: Request, ctx: CtxDep, principal: UserDep, taskId: str | None = None):
+    """Seed-compatible: one task's full detail (resources, hyperparameters, state, output model)."""
     task_id = taskId
     if not task_id:
         ctype = request.headers.get("content-type", "")
@@ -391,6 +395,7 @@ async def task_detail(request: Request, ctx: CtxDep, principal: UserDep, taskId:
 @router.post("/kernel/fineTuneManage/listFineTuneTaskManage",
              summary="Seed §4.4 / §5.4: the model versions produced by tasks")
 def list_task_models(body: ListBody, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible: the model versions the caller's tasks produced, with their task and base."""
     page, size = _page(body)
     with session_scope(ctx.sessions, readonly=True) as session:
         return ok(RETURN, _task_models(session, principal, body, page, size))
@@ -408,7 +413,7 @@ def _task_models(session, principal: Principal, body: ListBody, page: int, size:
         training = (j.spec or {}).get("training") or {}
         out.append({
             "taskId": j.id, "taskName": j.name, "status": j.state, "isPretrain": 1 if j.is_pretrain else 0,
-            "fineTuneStrategy": j.strategy, "userId": j.owner_id, "userName": names.get(j.owner_id),
+            "fineTuneStrategy": seed_name(j.strategy, j.is_pretrain), "userId": j.owner_id, "userName": names.get(j.owner_id),
             "modelVersionId": j.output_model_version_id, "modelId": getattr(v, "model_id", None),
             "modelName": getattr(m, "name", None), "modelVersion": getattr(v, "version", None),
             "format": getattr(v, "format", None), "path": getattr(v, "path", None),

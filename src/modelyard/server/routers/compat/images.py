@@ -13,11 +13,12 @@ from modelyard.server.routers.compat.envelope import RESULT, compat_router, ok
 from modelyard.server.schemas.images import SeedImageUpload, SeedImageUploadOld
 from modelyard.server.services import images as svc
 
-router = compat_router(RESULT)
+router = compat_router(RESULT, tags=["seed §2 images"])
 
 
 @router.post("/docker/image/upload", summary="§2.1 新增镜像 (register an image)")
 def upload(req: SeedImageUpload, session: SessionDep, principal: UserDep):
+    """Seed-compatible: creates an image record (name, icon, overview, labels) in the seed's envelope."""
     img = svc.create_image(session, principal, owner_id=req.userId, name=req.imageName or "",
                            icon=req.imageIcon or "", overview=req.imageOverView or "",
                            labels=req.imageLabel or [], description=req.imageDescribe or "")
@@ -26,6 +27,7 @@ def upload(req: SeedImageUpload, session: SessionDep, principal: UserDep):
 
 @router.post("/docker/image/uploadOld", summary="§2.2 上传镜像 (import a version from a tar in the user's files)")
 def upload_old(req: SeedImageUploadOld, ctx: CtxDep, principal: UserDep):
+    """Seed-compatible: imports an image version from a tar archive already in the caller's files."""
     acting = principal.ensure_acting_as(req.userId)
     ref = req.imageId
     if not ref:

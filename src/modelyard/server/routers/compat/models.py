@@ -32,7 +32,7 @@ from modelyard.server.schemas.models import (
 )
 from modelyard.server.services import models as svc
 
-router = compat_router(DATA)
+router = compat_router(DATA, tags=["seed §3 models"])
 
 
 def ok(_style: str, payload) -> JSONResponse:
@@ -44,6 +44,7 @@ def ok(_style: str, payload) -> JSONResponse:
 @router.post("/model/aiApplication/createAiApplication", summary="§3.1 创建模型 (create a model and import versions)")
 def create_ai_application(req: SeedCreateRequest, ctx: CtxDep, principal: UserDep):
     # its own unit of work: an error must roll everything back before the envelope answers it
+    """Seed-compatible: creates a model and starts importing its versions from the caller's files."""
     with session_scope(ctx.sessions) as session:
         return _create(session, ctx, principal, req)
 
@@ -87,6 +88,7 @@ def _create(session, ctx, principal, req: SeedCreateRequest):
 @router.post("/model/aiApplication/getAiApplicationList", summary="§3.2 分页获取模型列表 (page of models)")
 def get_ai_application_list(req: SeedPageRequest, session: SessionDep, principal: UserDep):
     # the seed's paging is lenient: out-of-range numbers are clamped, not refused
+    """Seed-compatible: one page of the models the caller can see, in the seed's shape."""
     page = min(req.pageNum, MAX_PAGE) if req.pageNum and req.pageNum > 0 else 1
     size = min(req.pageSize, MAX_PAGE_SIZE) if req.pageSize and req.pageSize > 0 else 10
     q = req.queryInfo or {}
@@ -108,6 +110,7 @@ def get_ai_application_list(req: SeedPageRequest, session: SessionDep, principal
 
 @router.get("/model/aiApplication/getAiApplicationDetail", summary="§3.3 查询模型详情 (model detail)")
 def get_ai_application_detail(session: SessionDep, principal: UserDep, aiApplicationId: str = Query(...)):
+    """Seed-compatible: one model with its versions, in the seed's shape."""
     model = svc.get_model(session, principal, aiApplicationId)
     owner = svc.users_by_id(session, [model.owner_id]).get(model.owner_id)
     return ok(DATA, seed_application(model, owner, svc.summaries(session, [model.id])[model.id]))
@@ -116,6 +119,7 @@ def get_ai_application_detail(session: SessionDep, principal: UserDep, aiApplica
 @router.get("/model/aiApplicationVersion/getAiApplicationVersionList",
             summary="§3.4 获取模型下的所有版本 (versions of a model)")
 def get_ai_application_version_list(session: SessionDep, principal: UserDep, aiApplicationId: str = Query(...)):
+    """Seed-compatible: every version of one model, in the seed's shape."""
     model = svc.get_model(session, principal, aiApplicationId)
     owner = svc.users_by_id(session, [model.owner_id]).get(model.owner_id)
     return ok(DATA, [seed_version(v, model, owner) for v in svc.versions_of(session, model.id)])
@@ -125,6 +129,7 @@ def get_ai_application_version_list(session: SessionDep, principal: UserDep, aiA
             summary="§3.5 获取模型版本详情 (version detail)")
 def get_ai_application_version_detail(session: SessionDep, principal: UserDep,
                                       aiApplicationVersionId: str = Query(...)):
+    """Seed-compatible: one model version (files, lineage, status), in the seed's shape."""
     v = svc.get_version(session, principal, aiApplicationVersionId)
     model = svc.model_of(session, v)
     owner = svc.users_by_id(session, [model.owner_id]).get(model.owner_id)

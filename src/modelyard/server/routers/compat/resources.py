@@ -9,7 +9,7 @@ from modelyard.server.schemas.seed.resources import QuotaRemainRequest, RemainRe
 from modelyard.server.services import quota as quota_svc
 from modelyard.server.services import usage
 
-router = compat_router(RESULT)
+router = compat_router(RESULT, tags=["seed §8 resources and quotas"])
 
 
 REMAIN_DOC = (

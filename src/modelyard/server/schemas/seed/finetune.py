@@ -95,11 +95,16 @@ class CreateTaskBO(BaseModel):
 
 
 class ListBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="ignore")
     isPretrain: int | _Short | None = None
+    """0: fine-tune tasks, 1: pre-train tasks"""
     pageNum: int | None = Field(None, description="clamped to 1..10**6")
     pageSize: int | None = Field(None, description="clamped to 1..1000")
     status: _Short | None = None
+    """only tasks in this state (running, succeeded, ...)"""
     taskName: _Search | None = None
+    """only tasks whose name contains this"""
     userId: _Name | int | None = None
+    """only this user's tasks (admin; others see their own)"""
     userName: _Name | None = None
+    """only this user's tasks, by name (admin)"""

@@ -5,7 +5,6 @@ from modelyard.server.services.common.access import (
     T,
     get_owned,
     get_visible,
-    pick_by_name,
     visible,
 )
 from modelyard.server.services.common.door import (
@@ -15,6 +14,9 @@ from modelyard.server.services.common.door import (
     StateDoor,
     effect,
     wake_scheduler,
+)
+from modelyard.server.services.common.filters import (
+    enum_filter,
 )
 from modelyard.server.services.common.loops import (
     WakeableLoop,
@@ -32,6 +34,16 @@ from modelyard.server.services.common.references import (
     ensure_unused,
     remove_checker,
 )
+from modelyard.server.services.common.refs import (
+    AmbiguousReference,
+    may_see,
+    pick_by_name,
+    resolve_owned_ref,
+    resolve_ref,
+)
+from modelyard.server.services.common.txn import (
+    after_commit,
+)
 from modelyard.server.services.common.wake import (
     add_waker,
     remove_waker,
@@ -40,6 +52,10 @@ from modelyard.server.services.common.wake import (
 )
 
 __all__ = [
+    "AmbiguousReference",
+    "may_see",
+    "resolve_owned_ref",
+    "resolve_ref",
     "Check",
     "Move",
     "SideEffect",
@@ -48,9 +64,11 @@ __all__ = [
     "T",
     "WakeableLoop",
     "add_waker",
+    "after_commit",
     "checker",
     "clean_rel",
     "effect",
+    "enum_filter",
     "ensure_unused",
     "get_owned",
     "get_visible",

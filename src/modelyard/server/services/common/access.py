@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, or_
 from sqlalchemy.orm import Session
 
-from modelyard.core.errors import Conflict, Forbidden, NotFound
+from modelyard.core.errors import Forbidden, NotFound
 from modelyard.server.auth import Principal
 
 T = TypeVar("T")
@@ -42,16 +42,3 @@ def get_owned(session: Session, cls: type[T], obj_id: str, principal: Principal,
     return obj
 
 
-def pick_by_name(session: Session, cls: Any, name: str, principal: Principal, *, what: str) -> Any:
-    """An object by name: the caller's own first, else the single visible (public) one. Several
-    visible candidates and none of them the caller's -> 409 ambiguous (use the id)."""
-    cands = list(session.scalars(visible(select(cls).where(cls.name == name), cls, principal)
-                                 .order_by(cls.created_at)))
-    own = [c for c in cands if c.owner_id == principal.id]
-    if own:
-        return own[0]
-    if len(cands) == 1:
-        return cands[0]
-    if len(cands) > 1:
-        raise Conflict(f"{what} name {name!r} is ambiguous ({len(cands)} {what}s); use its id", code="ambiguous")
-    raise NotFound(f"{what} {name} not found")

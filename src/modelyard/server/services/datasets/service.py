@@ -39,8 +39,9 @@ from modelyard.server.db import advisory_lock, paginate, session_scope
 from modelyard.server.orm.datasets import SPLITS, DatasetModel, DatasetVersionModel
 from modelyard.server.services import events
 from modelyard.server.services.common import references
-from modelyard.server.services.common.access import get_owned, get_visible, pick_by_name, visible
+from modelyard.server.services.common.access import get_owned, get_visible, visible
 from modelyard.server.services.common.paths import resolve_user_path, user_root
+from modelyard.server.services.common.refs import pick_by_name, resolve_ref
 from modelyard.server.settings import Settings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -349,8 +350,6 @@ def create_version(sessions: sessionmaker[Session], settings: Settings, principa
 
 def get_dataset(session: Session, principal: Principal, ref: str) -> DatasetModel:
     """By id, or by name (the caller's own dataset first, then a public one)."""
-    if _ID_RE.match(ref or "") and session.get(DatasetModel, ref) is not None:
-        return get_visible(session, DatasetModel, ref, principal, what="dataset")
     return pick_by_name(session, DatasetModel, ref, principal, what="dataset")
 
 
@@ -405,8 +404,9 @@ def get_version(session: Session, principal: Principal, dataset_ref: str, versio
         v = session.scalar(stmt.order_by(DatasetVersionModel.version.desc()).limit(1))
     elif ref.isascii() and ref.isdigit():  # ASCII digits only ('²' is a digit too); too large: no such version
         v = session.scalar(stmt.where(DatasetVersionModel.version == int(ref))) if len(ref) <= 15 else None
-    else:
-        v = session.scalar(stmt.where(DatasetVersionModel.id == ref))
+    else:  # a version id or id prefix (services/common/refs.py)
+        v = resolve_ref(session, DatasetVersionModel, ref, None, what=f"version of dataset {ds.name}",
+                        name_col="id", owned=False, where=DatasetVersionModel.dataset_id == ds.id)
     if v is None:
         raise NotFound(f"dataset {ds.name} has no version {ref}")
     return v

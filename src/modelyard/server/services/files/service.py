@@ -91,23 +91,24 @@ log = logging.getLogger(__name__)
 LAYOUT = ["Image", "Model", "Data/train", "Data/validate", "Data/test", "Code", "Config/LoRA", "Config/FineTune"]
 
 _COMMON = [
-    {"description": "学习率", "name": "learning_rate", "value": "1e-4"},
-    {"description": "训练批次", "name": "per_device_train_batch_size", "value": "1"},
-    {"description": "训练轮数", "name": "num_train_epochs", "value": "1"},
-    {"description": "checkPoint必选参数,保存策略", "name": "save_strategy", "value": "steps"},
-    {"description": "checkPoint必选参数,保存步数", "name": "save_steps", "value": "200"},
+    {"description": "学习率 / learning rate: the peak step size of the optimizer", "name": "learning_rate", "value": "1e-4"},
+    {"description": "训练批次 / training batch size per replica (samples per step before accumulation)", "name": "per_device_train_batch_size", "value": "1"},
+    {"description": "训练轮数 / passes over the training data (ignored when max_steps > 0)", "name": "num_train_epochs", "value": "1"},
+    {"description": "checkPoint必选参数,保存策略 / when checkpoints are saved: no, steps or epoch", "name": "save_strategy", "value": "steps"},
+    {"description": "checkPoint必选参数,保存步数 / save a checkpoint every N steps", "name": "save_steps", "value": "200"},
 ]
 
-# Config/<Strategy>/config.json written for a new user: LoRA is the seed's sample verbatim;
+# Config/<Strategy>/config.json written for a new user: LoRA is the seed's sample (field names
+# verbatim; each description in Chinese as the seed has it, then English after ' / ');
 # FineTune (full-parameter) takes the same common parameters with a smaller learning rate and has
 # no strategy-specific ones.
 SAMPLE_CONFIGS: dict[str, dict] = {
     "LoRA": {
         "commonHyperParameters": _COMMON,
         "fineTuneHyperParameters": [
-            {"description": "LoRA微调的缩放系数", "name": "lora_alpha", "value": "16"},
-            {"description": "LoRA微调的秩大小", "name": "lora_r", "value": "8"},
-            {"description": "LoRA微调的dropout系数", "name": "lora_dropout", "value": "0.05"},
+            {"description": "LoRA微调的缩放系数 / LoRA scaling numerator (scale = alpha / r)", "name": "lora_alpha", "value": "16"},
+            {"description": "LoRA微调的秩大小 / LoRA rank: size of the low-rank update matrices", "name": "lora_r", "value": "8"},
+            {"description": "LoRA微调的dropout系数 / dropout applied to the LoRA layers' input", "name": "lora_dropout", "value": "0.05"},
         ],
         "fineTuneStrategy": "LoRA",
     },

@@ -27,8 +27,9 @@ from modelyard.server.orm.images import ImageBlobModel, ImageModel, ImageVersion
 from modelyard.server.orm.users import UserModel
 from modelyard.server.services import events
 from modelyard.server.services.common import references
-from modelyard.server.services.common.access import get_owned, get_visible, pick_by_name, visible
+from modelyard.server.services.common.access import get_owned, get_visible, visible
 from modelyard.server.services.common.paths import resolve_user_path
+from modelyard.server.services.common.refs import pick_by_name, resolve_ref
 from modelyard.server.services.images import rootfs
 from modelyard.server.services.images.oci import (
     BlobStore,
@@ -117,10 +118,6 @@ def tags_by_image(session: Session, image_ids: list[str]) -> dict[str, list[str]
 
 def get_image(session: Session, principal: Principal, ref: str) -> ImageModel:
     """By id, or by name (the caller's own image first, then a public one)."""
-    if _ID_RE.match(ref or ""):
-        img = session.get(ImageModel, ref)
-        if img is not None:
-            return get_visible(session, ImageModel, ref, principal, what="image")
     return pick_by_name(session, ImageModel, ref, principal, what="image")
 
 
@@ -153,8 +150,9 @@ def get_version(session: Session, principal: Principal, image_ref: str, version_
     v = session.scalar(select(ImageVersionModel).where(
         ImageVersionModel.image_id == img.id,
         or_(ImageVersionModel.id == version_ref, ImageVersionModel.tag == version_ref)))
-    if v is None:
-        raise NotFound(f"image {img.name} has no version {version_ref}")
+    if v is None:  # a version id prefix (services/common/refs.py)
+        v = resolve_ref(session, ImageVersionModel, version_ref, None, what=f"version of image {img.name}",
+                        name_col="tag", owned=False, where=ImageVersionModel.image_id == img.id)
     return v
 
 

@@ -1,6 +1,10 @@
 """Jobs: submission (spec resolution, resource checks), listing, cancel, metrics."""
 
 from modelyard.server.services.jobs.admission import placement
+from modelyard.server.services.jobs.catalog import (
+    hparams_catalog,
+    hparams_for,
+)
 from modelyard.server.services.jobs.processes import (
     describe_exit_code,
     executor_for,
@@ -10,6 +14,10 @@ from modelyard.server.services.jobs.processes import (
 )
 from modelyard.server.services.jobs.references import (
     register,
+)
+from modelyard.server.services.jobs.removal import (
+    delete_job,
+    lineage_users,
 )
 from modelyard.server.services.jobs.resolve import (
     DATA_SUFFIXES,
@@ -101,6 +109,8 @@ __all__ = [
     "TRAINING_KINDS",
     "cancel_job",
     "counts_as_job",
+    "delete_job",
+    "lineage_users",
     "check_edge",
     "describe_exit_code",
     "detect_shape",
@@ -111,6 +121,8 @@ __all__ = [
     "get_job",
     "gpu_kind",
     "handle_of",
+    "hparams_catalog",
+    "hparams_for",
     "ingest_metrics",
     "job_detail",
     "job_dir",

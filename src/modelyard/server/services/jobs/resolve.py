@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 from modelyard.core import formats
 from modelyard.core.errors import BadRequest, Conflict
 from modelyard.core.hparams import hparam_dict
+from modelyard.core.strategies import STRATEGIES, seed_name
 from modelyard.runtime import hparams as H
 from modelyard.server.auth import Principal
+from modelyard.server.orm.models import ModelModel
 from modelyard.server.schemas.jobs import JobSubmit
 from modelyard.server.services import datasets, images, models
 from modelyard.server.services.common.paths import resolve_user_path
@@ -37,7 +39,8 @@ def resolve_model(session: Session, principal: Principal, ref: str) -> tuple[Any
                          "(hf) or a PEFT adapter on one", code="unsupported_model_format")
     info: dict[str, Any] = {"version_id": mv.id, "model_id": getattr(mv, "model_id", None),
                             "version": getattr(mv, "version", None), "format": fmt, "path": mv.path,
-                            "architecture": getattr(mv, "architecture", None)}
+                            "architecture": getattr(mv, "architecture", None),
+                            "model_name": getattr(session.get(ModelModel, mv.model_id), "name", None)}
     if fmt == "peft":
         base_id = getattr(mv, "base_version_id", None)
         base = session.get(type(mv), base_id) if base_id else None
@@ -168,7 +171,7 @@ def resolve_hyperparameters(settings: Settings, owner_id: str, req: JobSubmit, i
             raise BadRequest(f"profile {req.profile_path} not found in your files", code="invalid_config")
         source = req.profile_path
     else:
-        rel = f"Config/{strategy}/config.json"
+        rel = f"Config/{seed_name(strategy)}/config.json"  # the seed's folders: Config/LoRA, Config/FineTune
         cfg = load_user_config(settings, owner_id, rel)
         if cfg is not None:
             source = rel
@@ -182,6 +185,41 @@ def resolve_hyperparameters(settings: Settings, owner_id: str, req: JobSubmit, i
     typed = H.validate(strategy, common, finetune, is_pretrain)
     given = {"commonHyperParameters": common, "fineTuneHyperParameters": finetune, "fineTuneStrategy": strategy}
     return strategy, typed, {"source": source, "given": given}
+
+
+def default_output_model(base_name: str | None, strategy: str | None, fallback: str) -> str:
+    """`<base model name>-<strategy>`: every fine-tune of one base with one strategy lands in one
+    model as versions 1, 2, ... A base that is itself such an output (smollm2-lora) keeps its
+    stem: training it again with lora gives smollm2-lora, with full smollm2-full."""
+    if not base_name or not strategy:
+        return fallback
+    stem = base_name
+    for s in STRATEGIES:
+        if stem.endswith(f"-{s}") and len(stem) > len(s) + 1:
+            stem = stem[: -len(s) - 1]
+            break
+    return f"{stem}-{strategy}"
+
+
+def qlora_unavailable_reason(session: Session, roles: list[dict[str, Any]]) -> str | None:
+    """Why a QLoRA job cannot run here (None: it can). QLoRA quantises the base to 4 bits with
+    bitsandbytes, which needs CUDA: a GPU-holding node, bitsandbytes importable by the trainer and
+    a GPU in every replica's request. Refused at submit rather than silently run as LoRA."""
+    import importlib.util
+
+    from sqlalchemy import func, select
+
+    from modelyard.server.orm import NodeModel
+
+    gpus = session.scalar(select(func.coalesce(func.max(NodeModel.gpu + NodeModel.vgpu + NodeModel.mig), 0))) or 0
+    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    if not gpus or not has_bnb:
+        missing = " and ".join(x for x, ok in (("a CUDA GPU", gpus), ("bitsandbytes", has_bnb)) if not ok)
+        return (f"QLoRA needs a CUDA GPU and bitsandbytes; this server's nodes have no {missing}. "
+                "Use strategy lora (same adapter, unquantised base) instead")
+    if any(int((r.get("gpu") or {}).get("num") or 0) < 1 for r in roles if int(r.get("replicas", 1) or 0) > 0):
+        return "QLoRA needs a CUDA GPU in every replica: request gpu num >= 1"
+    return None
 
 
 def _safe_model_name(name: str, job_id: str) -> str:

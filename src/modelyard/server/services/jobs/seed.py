@@ -9,12 +9,12 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from modelyard.server.auth import Principal
+from modelyard.server.db import paginate
 from modelyard.server.orm import UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobModel
 from modelyard.server.orm.models import ModelModel, ModelVersionModel
 from modelyard.server.schemas.jobs import JobSubmit
-from modelyard.server.services.common import access
 from modelyard.server.services.jobs.service import TRAINING_KINDS, list_query, submit_job
 
 
@@ -38,7 +38,7 @@ def seed_tasks_query(principal: Principal, *, states: list[str] | None = None, o
 def list_seed_tasks(session: Session, principal: Principal, *, page: int = 1, page_size: int = 10,
                     **filters: Any) -> tuple[list[JobModel], int]:
     """(items, total) of seed_tasks_query(**filters) for a 1-based page."""
-    return access.paginate(session, seed_tasks_query(principal, **filters), page=page, page_size=page_size)
+    return paginate(session, seed_tasks_query(principal, **filters), page=page, page_size=page_size)
 
 
 def submit_seed_task(session: Session, ctx: Any, *, principal: Principal, req: JobSubmit, owner_id: str | None,

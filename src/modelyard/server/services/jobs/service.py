@@ -41,19 +41,26 @@ from modelyard.core.enums import JobState
 from modelyard.core.errors import BadRequest, Conflict, NotFound
 from modelyard.core.ids import new_id
 from modelyard.core.spec import SPEC_ENV, SPEC_FILE, TrainingData, TrainingSpec
+from modelyard.core.strategies import normalize_strategy, seed_name
 from modelyard.server.auth import Principal
+from modelyard.server.db import paginate
 from modelyard.server.orm import AllocationModel, UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.orm.jobs import JobMetricModel, JobModel, JobReplicaModel
+from modelyard.server.orm.models import ModelVersionModel
 from modelyard.server.schemas.jobs import JobResponse, JobSubmit, ReplicaResponse
 from modelyard.server.services import events, models
 from modelyard.server.services.common import access
+from modelyard.server.services.common.filters import enum_filter
 from modelyard.server.services.common.paths import resolve_in, resolve_user_path, user_root
+from modelyard.server.services.common.refs import resolve_owned_ref, resolve_ref
 from modelyard.server.services.common.wake import wake_after_commit
 from modelyard.server.services.jobs import admission, command
 from modelyard.server.services.jobs.resolve import (
     _safe_model_name,
+    default_output_model,
     load_user_config,
+    qlora_unavailable_reason,
     resolve_data,
     resolve_hyperparameters,
     resolve_image,
@@ -154,12 +161,14 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
         "user_output_dir": req.output_dir, "resume": bool(req.resume), "image": image, "model": model_info,
         "data": data, "search_id": req.search_id, "network": req.network, "placement": where,
         "labels": dict(req.labels),
-        "output_model_name": _safe_model_name(req.output_model_name or name, job_id),
+        "output_model_name": None,  # set below once the strategy is known
         "request": req.model_dump(exclude_none=True, exclude_defaults=True),
     }
     strategy = None
     if is_training:
         strategy, typed, cfg_info = resolve_hyperparameters(settings, owner, req, is_pretrain)
+        if strategy == "qlora" and (why := qlora_unavailable_reason(session, roles)):
+            raise BadRequest(why, code="unsupported_strategy", details={"strategy": strategy})
         spec["config"] = cfg_info
         spec["argv"] = [sys.executable, "-m", "modelyard.runtime.train"]
         spec["command_source"] = "modelyard.runtime.train"
@@ -186,6 +195,10 @@ def submit_job(session: Session, ctx: Any, *, principal: Principal, req: JobSubm
         spec["argv"], spec["command_source"] = argv, source
         spec["hyperparameters"] = hparams
         spec["dirs_env"] = command.placeholder_env(dirs)
+    spec["output_model_name"] = _safe_model_name(
+        req.output_model_name or default_output_model((model_info or {}).get("model_name")
+                                                      or Path((model_info or {}).get("user_dir") or "").name or None,
+                                                      strategy, name), job_id)
     if req.working_dir:
         wd = resolve_user_path(settings, owner, req.working_dir)
         if not wd.is_dir():
@@ -294,11 +307,12 @@ def replica_env(settings: Settings, job: JobModel, *, role: str, index: int, ran
 # --- reading -----------------------------------------------------------------------------------
 
 def get_job(session: Session, principal: Principal, job_id: str) -> JobModel:
-    return access.get_visible(session, JobModel, job_id, principal, what="job")
+    """By id, unique id prefix or name (several jobs of the caller's with that name: the newest)."""
+    return resolve_ref(session, JobModel, job_id, principal, what="job", newest=True)
 
 
 def _get_owned(session: Session, principal: Principal, job_id: str, *, lock: bool = False) -> JobModel:
-    job = access.get_owned(session, JobModel, job_id, principal, what="job")
+    job = resolve_owned_ref(session, JobModel, job_id, principal, what="job", newest=True)
     if lock:  # PostgreSQL: serialise with the scheduler / reconciler acting on the same job
         session.refresh(job, with_for_update=True)
     return job
@@ -306,14 +320,26 @@ def _get_owned(session: Session, principal: Principal, job_id: str, *, lock: boo
 
 def list_query(principal: Principal, *, states: list[str] | None = None, kinds: list[str] | None = None,
                q: str | None = None, owner_id: str | None = None, origin: str | None = None,
-               is_pretrain: bool | None = None, search_id: str | None = None) -> Select:
+               is_pretrain: bool | None = None, search_id: str | None = None,
+               strategies: list[str] | None = None) -> Select:
     stmt = access.visible(select(JobModel), JobModel, principal)
+    states = enum_filter(states, [s.value for s in JobState], what="state")
+    kinds = enum_filter(kinds, ("custom", *TRAINING_KINDS), what="kind")
     if states:
         stmt = stmt.where(JobModel.state.in_(states))
     if kinds:
         stmt = stmt.where(JobModel.kind.in_(kinds))
     if not kinds or SERVE_KIND not in kinds:
         stmt = stmt.where(JobModel.kind != SERVE_KIND)
+    if strategies:
+        wanted = {normalize_strategy(s) for s in strategies}
+        # rows written before the one vocabulary hold the seed's words
+        stored = wanted | {seed_name(s) for s in wanted if s != "qlora"}
+        stmt = stmt.where(JobModel.strategy.in_(sorted(stored)))
+        if "pretrain" not in wanted:
+            stmt = stmt.where(JobModel.is_pretrain.is_(False))
+        elif wanted == {"pretrain"}:
+            stmt = stmt.where(JobModel.is_pretrain.is_(True))
     if q:
         stmt = stmt.where(or_(JobModel.name.ilike(f"%{q}%"), JobModel.id == q))
     if owner_id:
@@ -329,7 +355,7 @@ def list_query(principal: Principal, *, states: list[str] | None = None, kinds: 
 
 def list_jobs(session: Session, principal: Principal, *, page: int = 1, page_size: int = 20, **filters
               ) -> tuple[list[JobModel], int]:
-    return access.paginate(session, list_query(principal, **filters), page=page, page_size=page_size)
+    return paginate(session, list_query(principal, **filters), page=page, page_size=page_size)
 
 
 def replicas_of(session: Session, job_id: str) -> list[JobReplicaModel]:
@@ -437,11 +463,18 @@ def resume_job(session: Session, ctx: Any, *, principal: Principal, job_id: str)
 
 def register_output(session: Session, ctx: Any, *, principal: Principal, job_id: str, model_name: str,
                     description: str = "", path: str | None = None) -> Any:
-    """Register a succeeded job's output folder (or a folder in it) as a new model version."""
+    """Register a succeeded job's output folder (or a folder in it) as a new model version; a job
+    whose output is already registered gets that version back (nothing new is created)."""
     job = _get_owned(session, principal, job_id)
     if job.state != JobState.succeeded.value:
         raise Conflict(f"job {job.id} is {job.state}; only a succeeded job's output can be registered",
                        code="job_not_succeeded")
+    if job.output_model_version_id:
+        # idempotent: the job's output is already a version (a second call, or a training job's
+        # automatic registration); hand that one back instead of a duplicate
+        existing = session.get(ModelVersionModel, job.output_model_version_id)
+        if existing is not None:
+            return existing
     out = output_dir(ctx.settings, job)
     src = out
     if path:

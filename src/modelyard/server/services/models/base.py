@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelyard.core.enums import ImportStatus
@@ -25,6 +25,8 @@ from modelyard.server.orm.models import (
 )
 from modelyard.server.orm.users import UserModel
 from modelyard.server.services.common.access import visible
+from modelyard.server.services.common.refs import resolve_ref
+from modelyard.server.services.common.txn import after_commit, after_rollback
 from modelyard.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,35 +43,9 @@ IMPORTING, DONE, FAILED = ImportStatus.importing.value, ImportStatus.done.value,
 
 # --- small helpers ---------------------------------------------------------------------------------
 
-def _once_the_transaction_ends(session: Session, fn: Callable[[], None], *, on: str) -> None:
-    """Run fn once the session's transaction ends in `on` ("commit" or "rollback"), never if it
-    ends the other way; a failing fn is logged (it must not break the commit or the rollback)."""
-    state = {"done": False}
-
-    def ended(outcome: str):
-        def listener(_s):
-            if state["done"]:
-                return
-            state["done"] = True
-            if outcome == on:
-                try:
-                    fn()
-                except Exception:  # pragma: no cover
-                    log.exception("post-%s action failed", outcome)
-        return listener
-
-    event.listen(session, "after_commit", ended("commit"), once=True)
-    event.listen(session, "after_rollback", ended("rollback"), once=True)
-
-
-def _after_commit(session: Session, fn: Callable[[], None]) -> None:
-    """Run fn once the session's transaction commits (never if it rolls back)."""
-    _once_the_transaction_ends(session, fn, on="commit")
-
-
-def _after_rollback(session: Session, fn: Callable[[], None]) -> None:
-    """Run fn if the session's transaction rolls back (undo work done outside the database)."""
-    _once_the_transaction_ends(session, fn, on="rollback")
+# one after-commit / after-rollback hook for every domain (services/common/txn.py)
+_after_commit = after_commit
+_after_rollback = after_rollback
 
 
 def _rmtree(path: str | Path | None) -> None:
@@ -119,36 +95,27 @@ def get_model(session: Session, principal: Principal, ref: str) -> ModelModel:
     """A visible model by id, by name (the caller's own first, then a unique visible one), or by
     'owner/name'. 404 when there is none the caller may see."""
     ref = (ref or "").strip()
-    if ID_RE.match(ref):
-        m = session.get(ModelModel, ref)
-        if m is not None and _is_visible(m, principal):
-            return m
-    stmt = select(ModelModel).where(ModelModel.name == ref)
-    owner_name = None
     if "/" in ref:
         owner_name, _, name = ref.partition("/")
         stmt = (select(ModelModel).join(UserModel, UserModel.id == ModelModel.owner_id)
                 .where(ModelModel.name == name, UserModel.name == owner_name))
-    cands = list(session.scalars(visible(stmt, ModelModel, principal)))
-    if not cands:
-        raise NotFound(f"model {ref} not found")
-    own = [c for c in cands if c.owner_id == principal.id]
-    if own:
-        return own[0]
-    if len(cands) == 1:
-        return cands[0]
-    public = [c for c in cands if c.is_public]
-    if len(public) == 1:
-        return public[0]
-    raise BadRequest(f"model name {ref!r} is ambiguous ({len(cands)} models); use the model id or owner/name",
-                     code="ambiguous_model")
+        m = session.scalars(visible(stmt, ModelModel, principal)).first()
+        if m is not None:
+            return m
+    return resolve_ref(session, ModelModel, ref, principal, what="model")
 
 
 def get_version(session: Session, principal: Principal, version_id: str) -> ModelVersionModel:
+    """A version by its id, or by '<model>:<version|alias>' / an id prefix of a version of a visible model."""
     v = session.get(ModelVersionModel, version_id) if version_id else None
-    if v is None or not _is_visible(session.get(ModelModel, v.model_id), principal):
+    if v is not None and _is_visible(session.get(ModelModel, v.model_id), principal):
+        return v
+    if version_id and ":" in version_id:
+        return resolve_model_version(session, principal, version_id, require_done=False)
+    cand = resolve_ref(session, ModelVersionModel, version_id, None, what="model version", name_col="id", owned=False)
+    if not _is_visible(session.get(ModelModel, cand.model_id), principal):
         raise NotFound(f"model version {version_id} not found")
-    return v
+    return cand
 
 
 def latest_version(session: Session, model_id: str, *, done_only: bool = True) -> ModelVersionModel | None:
@@ -178,7 +145,9 @@ def find_version(session: Session, model: ModelModel, tag: str) -> ModelVersionM
         v = latest_version(session, model.id)
         if v is not None:
             return v
-    raise NotFound(f"model {model.name} has no version or alias {tag!r}")
+    # a version id prefix (services/common/refs.py)
+    return resolve_ref(session, ModelVersionModel, tag, None, what=f"version of model {model.name}",
+                       name_col="version", owned=False, where=ModelVersionModel.model_id == model.id)
 
 
 def resolve_model_version(session: Session, principal: Principal, ref: str, *,

@@ -166,7 +166,19 @@ def _adapters_built_on(session: Session, version_id: str) -> str | None:
                            .join(ModelModel, ModelModel.id == ModelVersionModel.model_id)
                            .where(ModelVersionModel.base_version_id == version_id)).all()
     if rows:
-        return "base of adapter " + ", ".join(f"{n}:{ver}" for n, ver in rows[:5])
+        return "lineage base of model version " + ", ".join(f"{n}:{ver}" for n, ver in rows[:5])
+    return None
+
+
+@references.checker("dataset_version")
+def _lineage_of_versions(session: Session, dataset_version_id: str) -> str | None:
+    """A model version trained on the dataset version names it in its lineage: deleting the data
+    would leave that lineage pointing at nothing."""
+    rows = session.execute(select(ModelModel.name, ModelVersionModel.version)
+                           .join(ModelModel, ModelModel.id == ModelVersionModel.model_id)
+                           .where(ModelVersionModel.dataset_version_id == dataset_version_id).limit(5)).all()
+    if rows:
+        return "lineage of model version " + ", ".join(f"{n}:{ver}" for n, ver in rows) + " (delete those first)"
     return None
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelyard.core.errors import BadRequest, NotFound
+from modelyard.core.errors import BadRequest
 from modelyard.server.orm import QuotaModel, UserModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.services import events
@@ -35,14 +34,10 @@ def ensure_quota(session: Session, *, user_id: str) -> QuotaModel:
 
 
 def find_user(session: Session, ref: str | int) -> UserModel:
-    """A user by id or by name; 404 if neither."""
-    ref = str(ref)
-    user = session.get(UserModel, ref)
-    if user is None:
-        user = session.scalar(select(UserModel).where(UserModel.name == ref))
-    if user is None:
-        raise NotFound(f"user {ref} not found", code="user_not_found")
-    return user
+    """A user by id, unique id prefix or name (services/common/refs.py); 404 if none."""
+    from modelyard.server.services.common.refs import resolve_ref
+
+    return resolve_ref(session, UserModel, str(ref), None, what="user", owned=False, not_found_code="user_not_found")
 
 
 def in_window(quota: QuotaModel, now: datetime | None = None) -> bool:

@@ -11,7 +11,7 @@ import psutil
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelyard.core.errors import BadRequest, NotFound
+from modelyard.core.errors import BadRequest
 from modelyard.server.orm import NodeModel, ResourceGroupModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.services import events
@@ -68,10 +68,9 @@ def register_local_node(session: Session) -> NodeModel:
 
 def find_node(session: Session, ref: str) -> NodeModel:
     """A node by id or name; 404 if neither."""
-    node = session.get(NodeModel, ref) or session.scalar(select(NodeModel).where(NodeModel.name == ref))
-    if node is None:
-        raise NotFound(f"node {ref} not found", code="node_not_found")
-    return node
+    from modelyard.server.services.common.refs import resolve_ref
+
+    return resolve_ref(session, NodeModel, ref, None, what="node", owned=False, not_found_code="node_not_found")
 
 
 def set_status(session: Session, *, actor_id: str | None, node: NodeModel, status: str) -> NodeModel:

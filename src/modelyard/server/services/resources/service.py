@@ -15,6 +15,7 @@ from modelyard.core.errors import BadRequest, Conflict, InUse, NotFound
 from modelyard.server.orm import AllocationModel, FlavorModel, NodeModel, ResourceGroupModel, TagModel
 from modelyard.server.orm.base import utcnow
 from modelyard.server.services import events
+from modelyard.server.services.common.refs import resolve_ref
 from modelyard.server.services.quota import ledger
 from modelyard.server.services.quota.ledger import DIMS, Resources, node_capacity
 from modelyard.server.services.resources.nodes import find_node
@@ -186,11 +187,13 @@ def pool_status_counts(session: Session) -> dict[str, Any]:
 # --- resource groups --------------------------------------------------------------------------
 
 def find_group(session: Session, ref: str) -> ResourceGroupModel:
-    g = session.get(ResourceGroupModel, ref) or session.scalar(
-        select(ResourceGroupModel).where(ResourceGroupModel.key == ref))
-    if g is None:
-        raise NotFound(f"resource group {ref} not found", code="resource_group_not_found")
-    return g
+    """By id, id prefix or key (services/common/refs.py); else by its display name."""
+    try:
+        return resolve_ref(session, ResourceGroupModel, ref, None, what="resource group", name_col="key",
+                           owned=False, not_found_code="resource_group_not_found")
+    except NotFound:
+        return resolve_ref(session, ResourceGroupModel, ref, None, what="resource group", owned=False,
+                           not_found_code="resource_group_not_found")
 
 
 def group_view(session: Session, g: ResourceGroupModel, counts: dict[str, int] | None = None,
@@ -251,10 +254,7 @@ def delete_group(session: Session, *, actor_id: str | None, group: ResourceGroup
 # --- flavors ----------------------------------------------------------------------------------
 
 def find_flavor(session: Session, ref: str) -> FlavorModel:
-    f = session.get(FlavorModel, ref) or session.scalar(select(FlavorModel).where(FlavorModel.name == ref))
-    if f is None:
-        raise NotFound(f"flavor {ref} not found", code="flavor_not_found")
-    return f
+    return resolve_ref(session, FlavorModel, ref, None, what="flavor", owned=False, not_found_code="flavor_not_found")
 
 
 def flavor_resources(f: FlavorModel) -> Resources:

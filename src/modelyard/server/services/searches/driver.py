@@ -32,7 +32,8 @@ from modelyard.server.services.searches.states import move_search, move_trial
 log = logging.getLogger("modelyard.server.services.searches")  # the name it always logged under
 
 # objective name -> the key in the trainer's result metrics (modelyard_result.json)
-RESULT_KEYS = {"loss": "train_loss", "train_loss": "train_loss", "eval_loss": "eval_loss"}
+RESULT_KEYS = {"loss": "train_loss", "train_loss": "train_loss", "eval_loss": "eval_loss",
+               "tokens_per_s": "tokens_per_s"}
 # objective name -> the series in job_metrics that carries its intermediate values
 SERIES = {"train_loss": "loss"}
 
@@ -78,7 +79,12 @@ def _submit_trial(session: Session, ctx: Any, search: SearchModel, params: dict[
         req = JobSubmit.model_validate(body)
     except Exception as exc:  # pydantic.ValidationError
         raise BadRequest(f"search base job is invalid: {exc}", code="invalid_search") from None
-    return jobs.submit_job(session, ctx, principal=_principal(session, search.owner_id), req=req, origin="search")
+    job = jobs.submit_job(session, ctx, principal=_principal(session, search.owner_id), req=req, origin="search")
+    if search.objective_metric == "eval_loss" and not ((job.spec.get("training") or {}).get("data") or {}).get("validate"):
+        # it would train, then report no eval_loss: refused before it runs (the transaction rolls back)
+        raise BadRequest(f"trial {number} would have no validation data, so it could not report the objective "
+                         "eval_loss", code="objective_unavailable")
+    return job
 
 
 def per_trial_parts(search: SearchModel):

@@ -39,18 +39,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from modelyard.core.errors import BadRequest, Conflict, ModelyardError
 from modelyard.runtime import hparams as H
 from modelyard.server.auth import Principal
-from modelyard.server.db import advisory_lock
+from modelyard.server.db import advisory_lock, paginate
 from modelyard.server.orm.jobs import JobModel
 from modelyard.server.orm.searches import SearchModel, SearchTrialModel
 from modelyard.server.schemas.jobs import JobSubmit
 from modelyard.server.services import events, jobs
 from modelyard.server.services.common import access
+from modelyard.server.services.common.filters import enum_filter
+from modelyard.server.services.common.refs import resolve_owned_ref, resolve_ref
 from modelyard.server.services.searches.driver import (
     _stop,
     _trials,
@@ -97,6 +99,15 @@ def create_search(session: Session, ctx: Any, *, principal: Principal, req) -> S
     if direction not in ("minimize", "maximize"):
         raise BadRequest("direction must be minimize or maximize", code="invalid_search")
     metric = (req.metric or "").strip()
+    metric = {"loss": "train_loss", "training_loss": "train_loss", "val_loss": "eval_loss"}.get(metric, metric)
+    if metric and metric not in OBJECTIVES:
+        raise BadRequest(f"objective metric {metric!r} is not one the trainer reports; use one of "
+                         f"{', '.join(OBJECTIVES)}", code="invalid_objective", details={"valid": list(OBJECTIVES)})
+    has_validation = _submit_probe_data(session, ctx, principal, base_req)
+    if metric == "eval_loss" and not has_validation:
+        raise BadRequest("objective eval_loss needs validation data, and the base job's data has no validate "
+                         "split; add one (Data/validate or a dataset with a validate split) or use train_loss",
+                         code="objective_unavailable")
     max_trials = req.max_trials or int(aparams.get("num_samples") or 10)
     if algorithm == "grid":
         n = grid_size(space)
@@ -118,19 +129,22 @@ def create_search(session: Session, ctx: Any, *, principal: Principal, req) -> S
     sampler_desc = make_sampler(algorithm, aparams, space, seed=seed)[1]
     search = SearchModel(owner_id=principal.id, name=req.name or f"search-{algorithm}", description=req.description,
                          state="running", algorithm=algorithm, algorithm_params=aparams, sampler=sampler_desc,
-                         objective_metric=metric or "eval_loss", direction=direction, space=space, base=base,
+                         objective_metric=metric or ("eval_loss" if has_validation else "train_loss"),
+                         direction=direction, space=space, base=base,
                          max_trials=max_trials, parallel_trials=req.parallel_trials, early_stopping=early, seed=seed)
     session.add(search)
     session.flush()
     events.record(session, actor_id=principal.id, kind="search.created", object_type="search", object_id=search.id,
                   message=f"{algorithm} search {search.name}: {max_trials} trials, {req.parallel_trials} parallel",
                   data={"algorithm": algorithm, "space": space, "max_trials": max_trials})
-    if not metric:
-        # eval_loss when the data has a validate split, else the training loss
-        probe = _submit_probe_data(session, ctx, principal, base_req)
-        search.objective_metric = "eval_loss" if probe else "loss"
     step_search(session, ctx, search)  # the first trials, or the error that refuses the search
     return search
+
+
+# what a trial's result can report (modelyard_result.json metrics), with what it needs
+OBJECTIVES = {"train_loss": "the run's mean training loss (always reported)",
+              "eval_loss": "the loss on the validate split (needs validation data)",
+              "tokens_per_s": "training throughput (maximize it)"}
 
 
 def _submit_probe_data(session: Session, ctx: Any, principal: Principal, req) -> bool:
@@ -144,25 +158,47 @@ def _submit_probe_data(session: Session, ctx: Any, principal: Principal, req) ->
 
 
 def get_search(session: Session, principal: Principal, search_id: str) -> SearchModel:
-    return access.get_visible(session, SearchModel, search_id, principal, what="search")
+    return resolve_ref(session, SearchModel, search_id, principal, what="search", newest=True)
 
 
 def list_searches(session: Session, principal: Principal, *, states: list[str] | None = None, page: int = 1,
                   page_size: int = 20) -> tuple[list[SearchModel], int]:
     stmt = access.visible(select(SearchModel), SearchModel, principal)
+    states = enum_filter(states, ("running", "succeeded", "failed", "cancelled"), what="state")
     if states:
         stmt = stmt.where(SearchModel.state.in_(states))
-    return access.paginate(session, stmt.order_by(SearchModel.created_at.desc(), SearchModel.id.desc()),
+    return paginate(session, stmt.order_by(SearchModel.created_at.desc(), SearchModel.id.desc()),
                            page=page, page_size=page_size)
 
 
 def cancel_search(session: Session, ctx: Any, *, principal: Principal, search_id: str) -> SearchModel:
-    search = access.get_owned(session, SearchModel, search_id, principal, what="search")
+    search = resolve_owned_ref(session, SearchModel, search_id, principal, what="search", newest=True)
     advisory_lock(session, f"search:{search.id}")
     session.refresh(search)
     if search.state != "running":
         raise Conflict(f"search {search.id} already {search.state}", code="search_finished")
     _stop(session, ctx, search, state="cancelled", reason="cancelled by user", actor=principal)
+    return search
+
+
+def delete_search(session: Session, ctx: Any, *, principal: Principal, search_ref: str) -> SearchModel:
+    """Remove a finished search and its trial rows. Its trials' jobs stay (each deletable on its
+    own); they simply no longer belong to a search. A running search is refused: cancel it first."""
+    search = resolve_owned_ref(session, SearchModel, search_ref, principal, what="search", newest=True)
+    advisory_lock(session, f"search:{search.id}")
+    session.refresh(search)
+    if search.state == "running":
+        raise Conflict(f"search {search.name} ({search.id}) is running; cancel it first "
+                       f"(POST /api/v1/searches/{search.id}/cancel)", code="search_running")
+    for job in session.scalars(select(JobModel).where(JobModel.search_id == search.id)):
+        job.search_id = None
+    n = len(_trials(session, search.id))
+    session.execute(delete(SearchTrialModel).where(SearchTrialModel.search_id == search.id))
+    events.record(session, actor_id=principal.id, kind="search.deleted", object_type="search", object_id=search.id,
+                  message=f"search {search.name} deleted ({n} trials; their jobs stay)",
+                  data={"name": search.name, "trials": n})
+    session.delete(search)
+    session.flush()
     return search
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.core.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from modelyard.server.auth import Principal
+from modelyard.server.db import paginate
 from modelyard.server.orm.jobs import JobModel
 from modelyard.server.orm.models import ModelVersionModel
 from modelyard.server.orm.serving import ServiceModel, ServiceReplicaModel, ServiceVersionModel
@@ -23,6 +24,7 @@ from modelyard.server.services import events
 from modelyard.server.services import jobs as jobs_svc
 from modelyard.server.services.common import access
 from modelyard.server.services.common.paths import resolve_user_path
+from modelyard.server.services.common.refs import resolve_ref
 from modelyard.server.services.serving import planning
 from modelyard.server.services.serving.states import move_replica, move_service, move_version
 from modelyard.server.settings import Settings
@@ -41,26 +43,9 @@ def stage(session: Session, svc: ServiceModel, info: str, *, abnormal: bool = Fa
 # --- addressing ------------------------------------------------------------------------------------
 
 def find_service(session: Session, principal: Principal, ref: str) -> ServiceModel:
-    """A service by id, id prefix (8+ characters) or name (the caller's own first). Another user's
-    service answers 404 (admins see all). One small function, so a generic resolver can replace it."""
-    ref = (ref or "").strip()
-    if not ref:
-        raise NotFound("service '' not found")
-    svc = session.get(ServiceModel, ref)
-    if svc is None:
-        stmt = access.visible(select(ServiceModel), ServiceModel, principal)
-        own_first = (ServiceModel.owner_id != principal.id)
-        by_name = list(session.scalars(stmt.where(ServiceModel.name == ref).order_by(own_first, ServiceModel.created_at)))
-        if by_name:
-            svc = by_name[0]
-        elif len(ref) >= 8:
-            cands = list(session.scalars(stmt.where(ServiceModel.id.startswith(ref)).limit(2)))
-            if len(cands) > 1:
-                raise Conflict(f"service id prefix {ref!r} is ambiguous", code="ambiguous")
-            svc = cands[0] if cands else None
-    if svc is None or not (principal.is_admin or svc.owner_id == principal.id):
-        raise NotFound(f"service {ref} not found")
-    return svc
+    """A service by id, unique id prefix or name (services/common/refs, the house's one resolver);
+    another user's service answers 404 (admins see all)."""
+    return resolve_ref(session, ServiceModel, ref, principal, what="service")
 
 
 def versions_of(session: Session, service_id: str) -> list[ServiceVersionModel]:
@@ -404,7 +389,7 @@ def list_services(session: Session, principal: Principal, *, page: int = 1, page
         stmt = stmt.where(ServiceModel.owner_id == owner_id)
     if state:
         stmt = stmt.where(ServiceModel.state == state)
-    return access.paginate(session, stmt.order_by(ServiceModel.created_at.desc(), ServiceModel.id.desc()),
+    return paginate(session, stmt.order_by(ServiceModel.created_at.desc(), ServiceModel.id.desc()),
                            page=page, page_size=page_size)
 
 

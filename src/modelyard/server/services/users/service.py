@@ -80,8 +80,14 @@ def create_token(session: Session, *, user_id: str, name: str = "default") -> tu
 
 
 def revoke_token(session: Session, *, principal: Principal, token_id: str) -> None:
+    """token_id: the token's id, or one of the caller's own tokens by unique id prefix or name."""
     tok = session.get(ApiTokenModel, token_id)
-    if tok is None or (tok.user_id != principal.id and not principal.is_admin):
+    if tok is None:
+        from modelyard.server.services.common.refs import resolve_ref
+
+        tok = resolve_ref(session, ApiTokenModel, token_id, None, what="token", owned=False,
+                          where=ApiTokenModel.user_id == principal.id)
+    if tok.user_id != principal.id and not principal.is_admin:
         raise NotFound(f"token {token_id} not found")
     tok.revoked_at = tok.revoked_at or utcnow()
     events.record(session, actor_id=principal.id, kind="token.revoked", object_type="user",
