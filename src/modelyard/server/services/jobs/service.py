@@ -324,7 +324,7 @@ def list_query(principal: Principal, *, states: list[str] | None = None, kinds: 
                strategies: list[str] | None = None) -> Select:
     stmt = access.visible(select(JobModel), JobModel, principal)
     states = enum_filter(states, [s.value for s in JobState], what="state")
-    kinds = enum_filter(kinds, ("custom", *TRAINING_KINDS), what="kind")
+    kinds = enum_filter(kinds, ("custom", *TRAINING_KINDS, SERVE_KIND), what="kind")
     if states:
         stmt = stmt.where(JobModel.state.in_(states))
     if kinds:
