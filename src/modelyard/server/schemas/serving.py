@@ -13,7 +13,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class VolumeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     src: str = Field(..., max_length=MAX_PATH, description="a folder (or file) in your files, e.g. /Data/ref")
     dst: str = Field(..., max_length=MAX_PATH, description="where the replica sees it (an absolute path)")
@@ -23,7 +23,7 @@ class VersionSpec(BaseModel):
     """One version of a service: what it runs, its resources per replica, how many replicas, its
     traffic share."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     model: str | None = Field(None, max_length=MAX_NAME,
                               description="model version: its id, or MODEL[:VERSION] (latest ready version)")
@@ -65,51 +65,64 @@ class VersionSpec(BaseModel):
 
 
 class ServiceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str = Field(..., min_length=1, max_length=128, pattern=NAME_PATTERN,
                       description="unique among your services; the OpenAI `model` name clients use")
-    description: str = Field("", max_length=MAX_DESCRIPTION)
+    description: str = Field("", description="free text shown with the service", max_length=MAX_DESCRIPTION)
     path: str = Field("", max_length=MAX_PATH, description="the seed's modelServer.path (kept and shown)")
-    versions: list[VersionSpec] = Field(..., min_length=1, max_length=16)
+    versions: list[VersionSpec] = Field(..., description="the service's versions (1..16): what runs, resources, replicas, traffic share", min_length=1, max_length=16)
     start: bool = Field(True, description="deploy now (false: saved only)")
 
 
 class ScaleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     version: int | None = Field(None, ge=1, description="version number (default: every version)")
-    replicas: int | None = Field(None, ge=1, le=64)
-    min_replicas: int | None = Field(None, ge=1, le=64)
-    max_replicas: int | None = Field(None, ge=1, le=64)
+    replicas: int | None = Field(None, description="replicas wanted", ge=1, le=64)
+    min_replicas: int | None = Field(None, description="autoscaling floor (stored)", ge=1, le=64)
+    max_replicas: int | None = Field(None, description="autoscaling ceiling (stored)", ge=1, le=64)
 
 
 class RatesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     rates: dict[int, int] = Field(..., description="version number -> traffic percent; must sum to 100")
 
 
 class ServiceSummary(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     id: str
+    """the service's id"""
     name: str
+    """the service's name (the OpenAI `model` name)"""
     owner_id: str
+    """the owner's user id"""
     state: str = Field(..., description="saved | deploying | running | degraded | stopping | stopped | failed")
     description: str = ""
+    """free text shown with the service"""
     created_at: Any = None
+    """when it was created (UTC)"""
     version_count: int = 0
+    """how many versions it has"""
     ready_replicas: int = 0
+    """replicas answering their ready probe"""
     desired_replicas: int = 0
+    """replicas its active versions want"""
 
 
 class ServiceDetail(ServiceSummary):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     progress: int = Field(0, description="percent of the desired replicas ready")
     access_address: str = Field("", description="the OpenAI base URL (<platform>/v1); `model` is a model name below")
     model_names: list[str] = Field(default_factory=list, description="names clients may send as `model`")
     invocations: int = 0
+    """calls the gateway counted"""
     failures: int = 0
+    """failed calls the gateway counted"""
     error: str | None = None
+    """why it failed, if it did"""
     versions: list[dict[str, Any]] = Field(default_factory=list, description="per-version config, weight, instances")
-    replicas: list[dict[str, Any]] = Field(default_factory=list)
+    replicas: list[dict[str, Any]] = Field(description="replicas wanted", default_factory=list)

@@ -17,7 +17,7 @@ from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
 from modelyard.server.services import serving as svc
 
-router = APIRouter(tags=["seed compatibility"])
+router = APIRouter(tags=["seed §002 ModelArts services"])
 
 
 def _ms(dt) -> int | None:
@@ -28,6 +28,8 @@ def _ms(dt) -> int | None:
 
 @router.get("/v1/{project_id}/services/{service_id}", summary="Seed 002: service detail (ModelArts)")
 def detail(project_id: str, service_id: str, ctx: CtxDep, principal: UserDep):
+    """Seed 002 (ModelArts): service detail — status, progress, access address, invocation counts,
+    per-version config and weight."""
     with session_scope(ctx.sessions, readonly=True) as s:
         one = svc.find_service(s, principal, service_id)
         d = svc.service_detail(s, ctx, one)
@@ -46,6 +48,7 @@ def detail(project_id: str, service_id: str, ctx: CtxDep, principal: UserDep):
 
 @router.get("/v1/{project_id}/services/{service_id}/monitor", summary="Seed 002: service monitor (ModelArts)")
 def monitor(project_id: str, service_id: str, ctx: CtxDep, principal: UserDep):
+    """Seed 002 (ModelArts): monitors per version and replica (cpu, memory, requests)."""
     with session_scope(ctx.sessions, readonly=True) as s:
         return svc.monitor(s, svc.find_service(s, principal, service_id))
 
@@ -54,6 +57,7 @@ def monitor(project_id: str, service_id: str, ctx: CtxDep, principal: UserDep):
 def events(project_id: str, service_id: str, ctx: CtxDep, principal: UserDep,
            event_type: str | None = Query(None, pattern="^(normal|abnormal)$"),
            offset: int = Query(0, ge=0, le=10**6), limit: int = Query(1000, ge=1, le=1000)):
+    """Seed 002 (ModelArts): the service's event log as {total_count, count, events[{event_type, event_info, occur_time}]}."""
     with session_scope(ctx.sessions, readonly=True) as s:
         one = svc.find_service(s, principal, service_id)
         evs = svc.service_events(s, one, limit=100_000)

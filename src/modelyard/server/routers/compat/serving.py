@@ -46,7 +46,7 @@ from modelyard.server.schemas.serving import ServiceCreate, VersionSpec, VolumeS
 from modelyard.server.services import jobs as jobs_svc
 from modelyard.server.services import serving as svc
 
-router = compat_router(DATA)
+router = compat_router(DATA, tags=["seed §7 inference services"])
 
 AUTOSCALE_NOTE = ("predictMinReplicas/predictMaxReplicas, metric and monitorThreshold are stored; autoscaling "
                   "comes with the gateway, so each version runs `replica` replicas until then")
@@ -192,16 +192,19 @@ async def _create(request: Request, ctx, principal: Principal, *, start: bool):
 
 @router.post("/model/modelServer/createModelInferenceServer", summary="Seed §7.1: create and start a service")
 async def create_and_start(request: Request, ctx: CtxDep, principal: UserDep):
+    """Seed §7.1: create an inference service from a ModelServerDTO and deploy it (each field honoured or refused with a reason)."""
     return await _create(request, ctx, principal, start=True)
 
 
 @router.post("/model/modelServer/createModelServer", summary="Seed §7.2: save a service without starting it")
 async def create_saved(request: Request, ctx: CtxDep, principal: UserDep):
+    """Seed §7.2: save a service from a ModelServerDTO without starting it."""
     return await _create(request, ctx, principal, start=False)
 
 
 @router.post("/model/modelServer/findModelServerPageList", summary="Seed §7.3: page services")
 def page_list(body: ModelServerPageBody, ctx: CtxDep, principal: UserDep):
+    """Seed §7.3: page your services (queryCriteria.createUser must be you unless admin; name contains)."""
     page = min(max(body.pageNum or 1, 1), MAX_PAGE)
     size = min(max(body.pageSize or 10, 1), MAX_PAGE_SIZE)
     crit = body.queryCriteria
@@ -235,6 +238,7 @@ async def _id_of(request: Request, id: str | None) -> str:
 
 @router.post("/model/modelServer/findModelServerById", summary="Seed §7.4: one service")
 async def find_by_id(request: Request, ctx: CtxDep, principal: UserDep, id: str | None = None):
+    """Seed §7.4: one service with its versions and replicas, by {"id"} or ?id=."""
     ref = await _id_of(request, id)
 
     def work():
@@ -246,6 +250,7 @@ async def find_by_id(request: Request, ctx: CtxDep, principal: UserDep, id: str 
 
 @router.post("/model/modelServerVersion/findModelServerVersionById", summary="Seed §7.5: one service version")
 async def find_version_by_id(request: Request, ctx: CtxDep, principal: UserDep, id: str | None = None):
+    """Seed §7.5: one service version, by {"id"} or ?id=."""
     ref = await _id_of(request, id)
 
     def work():
