@@ -15,7 +15,7 @@ app = typer.Typer(cls=Group, name="modelyard", help="Modelyard: the LLM lifecycl
 # module name -> group name. Each module defines `app = typer.Typer(...)`.
 GROUPS = {"files": "files", "images": "images", "datasets": "datasets", "models": "models",
           "quota": "quota", "jobs": "jobs", "searches": "search", "users": "users", "tokens": "tokens",
-          "samples": "samples", "runtimes": "runtimes"}
+          "samples": "samples", "runtimes": "runtimes", "serve": "serve"}
 
 
 @app.callback()

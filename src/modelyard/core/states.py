@@ -93,4 +93,39 @@ TRIAL = _machine("trial", {
     "running": {"complete", "pruned", "failed", "cancelled"},
 }, terminal={"complete", "pruned", "failed", "cancelled"})
 
-MACHINES: dict[str, StateMachine] = {m.entity: m for m in (JOB, REPLICA, UPLOAD, SEARCH, TRIAL)}
+# An inference service (seed 000 §7). `saved` never ran; start moves saved/stopped/failed to
+# deploying; the serving reconciler moves deploying/running/degraded by how many replicas are
+# ready; stop drains every replica (stopping) and ends stopped once none is left.
+#   saved ─► deploying ─► running ⇄ degraded ─► stopping ─► stopped ─► deploying
+#                └──────────┴──────────┴─────► failed ─────────────────► deploying
+SERVICE = _machine("service", {
+    "saved": {"deploying", "stopped"},
+    "deploying": {"running", "degraded", "failed", "stopping"},
+    "running": {"degraded", "failed", "stopping", "deploying"},
+    "degraded": {"running", "failed", "stopping", "deploying"},
+    "stopping": {"stopped"},
+    "stopped": {"deploying"},
+    "failed": {"deploying", "stopping", "stopped"},
+}, terminal={"stopped", "failed"})
+
+# A service version: its replicas keep failing before ever becoming ready -> failed (no endless
+# retry); starting the service again (or a changed version) makes it active again.
+SERVICE_VERSION = _machine("service_version", {
+    "active": {"failed"},
+    "failed": {"active"},
+}, terminal={"failed"})
+
+# A service replica: a row per process ever started, never reused (a replacement is a new row).
+# pending (its serve job queued) -> starting (job admitted, process starting, not ready yet) ->
+# ready (its ready probe answered 200) -> draining (taken out of routing, its job cancelled) ->
+# exited; failed when it died or never became ready.
+SERVICE_REPLICA = _machine("service_replica", {
+    "pending": {"starting", "draining", "failed", "exited"},
+    "starting": {"ready", "draining", "failed", "exited"},
+    "ready": {"draining", "failed", "exited"},
+    "draining": {"exited", "failed"},
+    "exited": set(), "failed": set(),
+}, terminal={"exited", "failed"})
+
+MACHINES: dict[str, StateMachine] = {m.entity: m for m in (JOB, REPLICA, UPLOAD, SEARCH, TRIAL, SERVICE,
+                                                          SERVICE_VERSION, SERVICE_REPLICA)}

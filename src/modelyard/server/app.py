@@ -28,8 +28,8 @@ log = logging.getLogger("modelyard")
 # Each module exposes `router`. Native routes are mounted under /api/v1; seed routes at the exact
 # paths the seed shows (they declare them in full).
 NATIVE_ROUTERS = ["users", "resources", "events", "files", "images", "datasets", "models", "jobs", "searches", "runtimes",
-                  "templates"]
-COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources", "zstack"]
+                  "templates", "services"]
+COMPAT_ROUTERS = ["files", "images", "models", "finetune", "resources", "zstack", "serving", "modelarts"]
 
 
 def _summarise(router) -> None:

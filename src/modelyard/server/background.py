@@ -24,6 +24,7 @@ COMPONENTS: list[str] = [
     "modelyard.server.services.models:reconcile_component",  # registry: imports cut short by a crash
     "modelyard.server.scheduler.loop:component",  # jobs: recover, reconcile, schedule
     "modelyard.server.services.searches:component",  # hyperparameter searches: ask, prune, tell
+    "modelyard.server.services.serving:component",  # inference services: replicas to desired, probes
     "modelyard.server.gateway:component",  # serving gateway: route table refresh, invocation counts
 ]
 

@@ -45,6 +45,20 @@ class SandboxSettings(BaseModel):
     max_open_files: int = 65536  # per process (RLIMIT_NOFILE)
 
 
+class ServingSettings(BaseModel):
+    """Inference services (services/serving). `runtime_argv` replaces the built-in transformers
+    runtime's command for every replica (an operator's or a test's stand-in server); its items may
+    name {socket}, {model} and {served_name}. Not settable by users."""
+
+    runtime_argv: list[str] | None = None
+    probe_interval_s: float = 2.0  # how often ready replicas' live_path is probed
+    probe_timeout_s: float = 2.0
+    live_failures_max: int = 3  # liveness probes failed in a row -> the replica is replaced
+    version_failures_max: int = 3  # replicas failed before ever ready, in a row -> the version fails
+    boot_timeout_s: float = 600.0  # transformers runtime: not ready within this -> the replica fails
+    socket_root: Path | None = None  # default /tmp/modelyard-<8 hex of home> (sun_path < 108 bytes)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELYARD_", env_nested_delimiter="__", extra="ignore")
 
@@ -66,6 +80,7 @@ class Settings(BaseSettings):
     quota: DefaultQuota = Field(default_factory=DefaultQuota)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     # background loops (scheduler, reconcilers) can be switched off for unit tests
     background: bool = True
     # "migrate" (Alembic upgrade on start) or "create_all" (fast path used by most unit tests)

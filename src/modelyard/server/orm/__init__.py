@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     models,
     resources,
     searches,  # noqa: F401  (hyperparameter searches)
+    serving,  # noqa: F401  (inference services)
     templates,
     users,
 )

@@ -59,6 +59,7 @@ class _Queued:
     roles: list
     waiting_reason: str | None
     queued_at: Any = None
+    counts_as_job: bool = True  # serve jobs (service replicas) take no job slot
 
 
 class PassView:
@@ -88,7 +89,7 @@ class PassView:
         self.remaining = {u: (ledger.quota_limits(q) - used_user.get(u, ledger.Resources()),
                               q.jobs - int(jobs_user.get(u, 0))) for u, q in self.quotas.items()}
 
-    def check(self, owner: str, parts: list[ledger.Part]) -> tuple[str, str] | None:
+    def check(self, owner: str, parts: list[ledger.Part], *, counts_as_job: bool = True) -> tuple[str, str] | None:
         """(why, reason) when it clearly does not fit now; None when it may."""
         quota = self.quotas.get(owner)
         if quota is None:  # no quota row yet: let try_allocate create and decide
@@ -98,7 +99,7 @@ class PassView:
         if quota.end_at and quota.end_at < self.now:
             return "quota", f"the quota window ended at {quota.end_at:%Y-%m-%d %H:%M:%S}"
         rem, jobs_left = self.remaining[owner]
-        if jobs_left < 1:
+        if counts_as_job and jobs_left < 1:
             return "quota", f"the user already runs {quota.jobs} job(s), the most the quota allows"
         total = sum((p.resources for p in parts), ledger.Resources())
         short = total.shortfall(rem)
@@ -125,13 +126,13 @@ class PassView:
 
 def queued_jobs(session) -> list[_Queued]:
     rows = session.execute(select(JobModel.id, JobModel.owner_id, JobModel.roles, JobModel.waiting_reason,
-                                  JobModel.queued_at)
+                                  JobModel.queued_at, JobModel.kind)
                            .where(JobModel.state == JobState.queued.value).order_by(*QUEUE_ORDER)).all()
     missing = [r.id for r in rows if not r.roles]  # rows written without the roles column
     spec_roles = dict(session.execute(select(JobModel.id, JobModel.spec).where(JobModel.id.in_(missing))).all()) \
         if missing else {}
-    return [_Queued(r.id, r.owner_id, r.roles or spec_roles[r.id]["roles"], r.waiting_reason, r.queued_at)
-            for r in rows]
+    return [_Queued(r.id, r.owner_id, r.roles or spec_roles[r.id]["roles"], r.waiting_reason, r.queued_at,
+                    jobs_svc.counts_as_job(r.kind)) for r in rows]
 
 
 def schedule_pass(ctx: Any, *, launch: bool = True, limit: int | None = None) -> PassResult:
@@ -152,7 +153,7 @@ def schedule_pass(ctx: Any, *, launch: bool = True, limit: int | None = None) ->
         res.considered += 1
         try:
             parts = jobs_svc.parts_for(q.roles)
-            verdict = view.check(q.owner_id, parts)
+            verdict = view.check(q.owner_id, parts, counts_as_job=q.counts_as_job)
             if verdict is not None:
                 outcome = verdict[0]
                 if q.waiting_reason != verdict[1][:1024]:
@@ -224,9 +225,11 @@ def _admit(ctx: Any, job_id: str, view: PassView | None) -> tuple[str, list]:
             return "gone", []
         roles = job.spec["roles"]
         parts = jobs_svc.parts_for(roles)
-        rows = ledger.try_allocate(s, user_id=job.owner_id, consumer_type="job", consumer_id=job.id, parts=parts)
+        as_job = jobs_svc.counts_as_job(job.kind)
+        rows = ledger.try_allocate(s, user_id=job.owner_id, consumer_type="job", consumer_id=job.id, parts=parts,
+                                   counts_as_job=as_job)
         if rows is None:
-            why, reason = classify_wait(s, job.owner_id, parts)
+            why, reason = classify_wait(s, job.owner_id, parts, counts_as_job=as_job)
             _set_waiting(job, reason)
             return ("quota" if why == "quota" else "capacity"), []
         nodes = view.nodes if view is not None else {}
@@ -271,7 +274,8 @@ def _admit(ctx: Any, job_id: str, view: PassView | None) -> tuple[str, list]:
         return "started", rows
 
 
-def classify_wait(session, user_id: str, parts: list[ledger.Part]) -> tuple[str, str]:
+def classify_wait(session, user_id: str, parts: list[ledger.Part], *, counts_as_job: bool = True
+                  ) -> tuple[str, str]:
     """Why try_allocate said no: the owner's quota, or node capacity."""
     quota = ledger.get_quota(session, user_id)
     now = utcnow()
@@ -282,7 +286,7 @@ def classify_wait(session, user_id: str, parts: list[ledger.Part]) -> tuple[str,
     rem, jobs_left = ledger.remaining(session, user_id)
     total = sum((p.resources for p in parts), ledger.Resources())
     short = total.shortfall(rem)
-    if jobs_left < 1:
+    if counts_as_job and jobs_left < 1:
         return "quota", f"the user already runs {quota.jobs} job(s), the most the quota allows"
     if short:
         return "quota", "waiting for the user's quota: short of " + ", ".join(f"{v:g} {k}" for k, v in short.items())

@@ -8,6 +8,14 @@ from modelyard.server.schemas.seed.finetune import (
     ResourceItem,
 )
 from modelyard.server.schemas.seed.resources import QuotaRemainRequest, RemainRequest
+from modelyard.server.schemas.seed.serving import (
+    ModelServer,
+    ModelServerCriteria,
+    ModelServerDTO,
+    ModelServerPageBody,
+    ModelServerVersion,
+)
 
-__all__ = ["CreateTaskBO", "GPUResource", "HyperParameter", "ListBody", "QuotaRemainRequest", "RemainRequest",
+__all__ = ["CreateTaskBO", "GPUResource", "HyperParameter", "ListBody", "ModelServer", "ModelServerCriteria",
+           "ModelServerDTO", "ModelServerPageBody", "ModelServerVersion", "QuotaRemainRequest", "RemainRequest",
            "ResourceItem"]

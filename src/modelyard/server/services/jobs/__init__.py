@@ -1,5 +1,6 @@
 """Jobs: submission (spec resolution, resource checks), listing, cancel, metrics."""
 
+from modelyard.server.services.jobs.admission import placement
 from modelyard.server.services.jobs.catalog import (
     hparams_catalog,
     hparams_for,
@@ -57,8 +58,10 @@ from modelyard.server.services.jobs.service import (
     IMAGE_ENV_SKIPPED,
     NOT_SERIES,
     PROGRESS_KEYS,
+    SERVE_KIND,
     TRAINING_KINDS,
     cancel_job,
+    counts_as_job,
     finalize_training,
     find_replica,
     get_job,
@@ -102,8 +105,10 @@ __all__ = [
     "REPLICA_DOOR",
     "StaleState",
     "TERMINAL",
+    "SERVE_KIND",
     "TRAINING_KINDS",
     "cancel_job",
+    "counts_as_job",
     "delete_job",
     "lineage_users",
     "check_edge",
@@ -133,6 +138,7 @@ __all__ = [
     "normalize_roles",
     "output_dir",
     "output_models",
+    "placement",
     "owner_names",
     "parts_for",
     "refuse_if_never_fits",

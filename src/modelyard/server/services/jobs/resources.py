@@ -84,9 +84,11 @@ def normalize_roles(roles: list[RoleSpec], kind: str) -> list[dict[str, Any]]:
     return [seen[k] for k in ("master", "worker") if k in seen and seen[k]["replicas"] > 0]
 
 
-def never_fits_reasons(session: Session, *, user_id: str, roles: list[dict[str, Any]]) -> tuple[list[str], bool]:
-    """(reasons, quota_related). Empty reasons: the job fits an idle platform."""
-    reasons = ledger.never_fits(session, user_id=user_id, parts=parts_for(roles))
+def never_fits_reasons(session: Session, *, user_id: str, roles: list[dict[str, Any]],
+                       counts_as_job: bool = True) -> tuple[list[str], bool]:
+    """(reasons, quota_related). Empty reasons: the job fits an idle platform. counts_as_job=False
+    for a serve job (it takes no job slot)."""
+    reasons = ledger.never_fits(session, user_id=user_id, parts=parts_for(roles), counts_as_job=counts_as_job)
     quota_related = any("quota" in r for r in reasons)
     nodes = session.scalars(select(NodeModel).where(NodeModel.status == "ready")).all()
     largest_gpu_mib = max((int(g.get("memory_mib") or 0) for n in nodes for g in (n.gpu_info or [])), default=0)

@@ -116,6 +116,11 @@ def sandbox_for(settings: Settings, job: Any, role_spec: dict, *, owner_name: st
     for key, inside in ALIASES.items():
         if aliases.get(key) and Path(aliases[key]).exists():
             binds.append(Bind(aliases[key], inside, writable=key != "model"))
+    # set only by the server (services/serving builds serve jobs' specs; no request field maps to
+    # it): a replica's socket folder (writable), a prepared runtime environment, the user's volumes
+    for host, inside, writable in spec.get("extra_binds") or []:
+        if Path(host).exists():
+            binds.append(Bind(str(host), str(inside), writable=bool(writable)))
     want_host = spec.get("network") == "host"
     if want_host:  # checked at submit too; the server's list may have changed since
         check_host_network(settings, owner_id=job.owner_id, owner_name=owner_name, is_admin=owner_is_admin)

@@ -77,6 +77,15 @@ from modelyard.server.services.jobs.states import transition
 from modelyard.server.settings import Settings
 
 TRAINING_KINDS = ("finetune", "pretrain")
+# a service replica's job (services/serving): placed, accounted and sandboxed like any job, but it
+# takes no job slot of the owner's quota (a user running 4 training jobs can still deploy: a
+# service is long-lived and would otherwise block training for good), and job lists hide it unless
+# asked for by kind
+SERVE_KIND = "serve"
+
+
+def counts_as_job(kind: str | None) -> bool:
+    return kind != SERVE_KIND
 # image env vars that describe the image's own filesystem and would break the host process
 # the server's variables a job inherits: locale, time zone and the hub switches that keep
 # transformers / datasets offline
@@ -315,11 +324,13 @@ def list_query(principal: Principal, *, states: list[str] | None = None, kinds: 
                strategies: list[str] | None = None) -> Select:
     stmt = access.visible(select(JobModel), JobModel, principal)
     states = enum_filter(states, [s.value for s in JobState], what="state")
-    kinds = enum_filter(kinds, ("custom", *TRAINING_KINDS), what="kind")
+    kinds = enum_filter(kinds, ("custom", *TRAINING_KINDS, SERVE_KIND), what="kind")
     if states:
         stmt = stmt.where(JobModel.state.in_(states))
     if kinds:
         stmt = stmt.where(JobModel.kind.in_(kinds))
+    if not kinds or SERVE_KIND not in kinds:
+        stmt = stmt.where(JobModel.kind != SERVE_KIND)
     if strategies:
         wanted = {normalize_strategy(s) for s in strategies}
         # rows written before the one vocabulary hold the seed's words
@@ -429,6 +440,9 @@ def resume_job(session: Session, ctx: Any, *, principal: Principal, job_id: str)
     """A failed or cancelled job is queued again as a new attempt; training resumes from the newest
     checkpoint in its checkpoint dir (spec resume=true)."""
     job = _get_owned(session, principal, job_id, lock=True)
+    if job.kind == SERVE_KIND:  # its service replaces a replica with a new job; a resumed one would be untracked
+        raise Conflict(f"job {job.id} backs a service replica; start or scale the service instead",
+                       code="not_resumable")
     if job.state not in (JobState.failed.value, JobState.cancelled.value):
         raise Conflict(f"only failed or cancelled jobs can be resumed; job {job.id} is {job.state}",
                        code="not_resumable")
