@@ -20,6 +20,7 @@ def list_runtimes(settings: SettingsDep, _principal: UserDep):
 
 @router.get("/runtimes/{name}")
 def show_runtime(name: str, settings: SettingsDep, _principal: UserDep):
+    """One runtime: whether it is ready, its environment's size and path, or how to prepare it."""
     return svc.runtime_status(settings, name)
 
 

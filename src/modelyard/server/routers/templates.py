@@ -29,6 +29,7 @@ def create_template(req: TemplateCreateRequest, session: SessionDep, settings: S
 @router.get("/templates")
 def list_templates(session: SessionDep, settings: SettingsDep, principal: UserDep, page: PageQ = 1,
                    page_size: PageSizeQ = 20):
+    """Your service templates and the system ones, newest first, with their environments' state."""
     items, total = svc.list_templates(session, principal, page=page, page_size=page_size)
     return {"items": [svc.template_view(settings, t) for t in items], "total": total, "page": page,
             "page_size": page_size}
@@ -36,9 +37,11 @@ def list_templates(session: SessionDep, settings: SettingsDep, principal: UserDe
 
 @router.get("/templates/{template}")
 def show_template(template: str, session: SessionDep, settings: SettingsDep, principal: UserDep):
+    """One template by id, id prefix or name: its parsed YAML, resources and environment status."""
     return svc.template_view(settings, svc.get_template(session, principal, template))
 
 
 @router.delete("/templates/{template}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_template(template: str, session: SessionDep, principal: UserDep):
+    """Delete one of your templates (a system template: admins only)."""
     svc.delete_template(session, principal, template)

@@ -8,7 +8,7 @@ from modelyard.server.routers.compat.envelope import ZSTACK, compat_router, ok
 from modelyard.server.schemas.seed.zstack import AddModelServiceRequest
 from modelyard.server.services import templates as svc
 
-router = compat_router(ZSTACK)
+router = compat_router(ZSTACK, tags=["seed §003 ZStack service templates"])
 
 
 def template_input(req: AddModelServiceRequest) -> svc.TemplateInput:
