@@ -67,8 +67,17 @@ class TextTracker:
         return delta
 
 
-def build_app(state: ReplicaState) -> FastAPI:
-    app = FastAPI(title="modelyard replica (transformers)", docs_url=None, redoc_url=None, openapi_url=None)
+def build_app(state: ReplicaState, on_startup=None) -> FastAPI:
+    """`on_startup` runs once the server starts (it starts the loader thread)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if on_startup is not None:
+            on_startup()
+        yield
+
+    app = FastAPI(title="modelyard replica (transformers)", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     m = state.metrics
 
     @app.exception_handler(ApiError)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -118,7 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = ReplicaState(served_names=args.served_names)
-    app = build_app(state)
+    failed = threading.Event()
+    server: uvicorn.Server | None = None
+
+    def on_failure():
+        failed.set()
+        if server is not None:
+            server.should_exit = True
+
+    def start_loader():  # the server is starting: /livez answers while the weights load
+        threading.Thread(target=_load, args=(args, state, on_failure), name="loader", daemon=True).start()
+
+    app = build_app(state, on_startup=start_loader)
     if args.uds:
         Path(args.uds).parent.mkdir(parents=True, exist_ok=True)
         Path(args.uds).unlink(missing_ok=True)
@@ -127,16 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                 timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
-    failed = threading.Event()
-
-    def on_failure():
-        failed.set()
-        server.should_exit = True
-
-    @app.on_event("startup")
-    async def _start_loader():  # runs once the server starts: /livez answers while the weights load
-        threading.Thread(target=_load, args=(args, state, on_failure), name="loader", daemon=True).start()
-
     try:
         server.run()
     finally:
@@ -147,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
     if failed.is_set():
         print(f"modelyard.runtime.serve: {state.load_error}", file=sys.stderr)
         return 3
-    return 0 if not getattr(server, "_killed_by", None) else 128 + signal.SIGTERM
+    return 0
