@@ -94,11 +94,15 @@ def build_app(state: ReplicaState, on_startup=None) -> FastAPI:
 
     @app.get("/livez")
     async def livez():
+        if state.engine is not None and not state.engine.healthy():
+            return JSONResponse({"status": "dead", "error": "a generation loop stopped"}, status_code=503)
         return {"status": "alive"}
 
     @app.get("/readyz")
     async def readyz():
         if state.engine is not None:
+            if not state.engine.healthy():
+                return JSONResponse({"status": "failed", "error": "a generation loop stopped"}, status_code=503)
             return {"status": "ready"}
         if state.load_error:
             return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)

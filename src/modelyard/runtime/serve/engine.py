@@ -80,8 +80,9 @@ class Engine:
         self.max_model_len = max_model_len
         self.eos_ids = eos_ids
 
-    def running_rows(self) -> int:
-        return sum(m.sampler.last_rows for m in self.models.values())
+    def healthy(self) -> bool:
+        """False once a generation thread died (a fatal error inside transformers): nothing will answer."""
+        return all(m.manager.is_running() for m in self.models.values())
 
     async def stream(self, model: str, prompt_ids: list[int], params: SamplingParams, max_new_tokens: int,
                      on_tokens=None) -> AsyncIterator[list[int] | Finished]:
