@@ -6,7 +6,8 @@ by bench_finetune.demo_model_dir, cached in bench/out/), measured in one run aga
 
   (a) batching   8 concurrent streamed chat completions vs 1, aggregate generated tokens/s: >= 3x;
   (b) one stream the replica's single stream vs a bare `model.generate` loop in its own process
-                 (same dtype, same chat prompt, greedy, same token count, prefill included): >= 0.9x;
+                 (same dtype, same chat prompt, greedy, same token count, prefill included; the bare
+                 loop runs before and after the replica, best of both): >= 0.9x;
   (c) cold start process start -> /readyz 200, split into import, weight loading and warm-up (from
                  the replica's own modelyard_replica_startup_seconds metric).
 
@@ -157,6 +158,13 @@ def run_bare(model: Path, dtype: str, eos: list[int]) -> dict:
     return json.loads(next(x for x in p.stdout.splitlines() if x.startswith("BENCH_RESULT ")).split(" ", 1)[1])
 
 
+def _dtype_for(requested: str) -> str:
+    """The dtype the replica's `--dtype` resolves to (its own rule), for the bare loop's first run."""
+    from modelyard.runtime.serve.engine import pick_device, pick_dtype
+
+    return str(pick_dtype(requested, pick_device("auto"))).removeprefix("torch.")
+
+
 def run() -> bool:
     import httpx
     import openai
@@ -168,6 +176,8 @@ def run() -> bool:
     eos = sorted({tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")} - {None})
     print(f"  model {model} ready ({time.time() - t0:.1f}s); {TOKENS} tokens per request, {STREAMS} streams, "
           f"best of {REPEATS}, cores {len(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.1f}", flush=True)
+    # the bare loop runs before and after the replica (best of both): on a shared machine the load moves
+    bares = [run_bare(model, _dtype_for(DTYPE), eos)]
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         sock = str(Path(tmp) / "r.sock")
         proc, http, cold = start_replica(model, sock, Path(tmp) / "replica.log")
@@ -175,7 +185,7 @@ def run() -> bool:
             dtype = http.get("/v1/models").json()["data"][0]["dtype"]
             client = openai.OpenAI(base_url="http://replica/v1", api_key="unused", max_retries=0,
                                    http_client=httpx.Client(transport=httpx.HTTPTransport(uds=sock), timeout=600))
-            singles, multis, bares = [], [], []
+            singles, multis = [], []
             for _ in range(REPEATS):
                 s = one_stream(client, PROMPTS[0])
                 s["tokens_per_s"] = s["tokens"] / s["seconds"]
@@ -190,9 +200,11 @@ def run() -> bool:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         bares.append(run_bare(model, dtype, eos))
+        if bares[0]["text"] != bares[1]["text"]:
+            raise RuntimeError("the bare loop answered differently with the dtype the replica reported")
     single = max(singles, key=lambda r: r["tokens_per_s"])
     multi = max(multis, key=lambda r: r["tokens_per_s"])
-    bare = bares[0]
+    bare = max(bares, key=lambda r: r["tokens_per_s"])
     same = single["text"] == bare["text"]
     r_batch = multi["tokens_per_s"] / single["tokens_per_s"]
     r_single = single["tokens_per_s"] / bare["tokens_per_s"]
