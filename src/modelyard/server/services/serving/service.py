@@ -186,10 +186,14 @@ def launch_plan(session: Session, settings: Settings, ver: Any, *, model_info: d
     if model_info and model_info.get("base_path"):  # the version is an adapter: served by name on its base
         adapters = {served[0] if served else "adapter": model_info["path"], **adapters}
         served = []
-    return planning.plan(settings, session, runtime=ver.runtime, model=model_info, adapters=adapters,
+    plan = planning.plan(settings, session, runtime=ver.runtime, model=model_info, adapters=adapters,
                          served_names=served, template_id=ver.template_id, command=ver.command or "",
                          ports=planning.parse_ports(ver.image_ports), image=image, socket_path=socket_path,
                          resources={"cpu": ver.cpu, "memory_mib": ver.memory_mib, "gpu": ver.gpu})
+    # whatever the runtime, the adapters it loads must be visible (read-only) in the replica's sandbox
+    bound = {p for p, _ in plan.binds}
+    plan.binds += [(p, False) for p in adapters.values() if p not in bound]
+    return plan
 
 
 def _rates(values: list[dict[str, Any]]) -> None:
