@@ -45,7 +45,7 @@ def test_the_server_built_spec_round_trips_through_the_runtime_parser(alice, set
     spec = load_spec(str(path))  # the trainer's own reader
     assert isinstance(spec, TrainingSpec)
     assert spec.model_dump() == stored  # nothing lost or renamed on the way
-    assert spec.job_id == job["id"] and spec.kind == "finetune" and spec.strategy == "LoRA"
+    assert spec.job_id == job["id"] and spec.kind == "finetune" and spec.strategy == "lora"
     assert spec.model_dir == str(root / "Model/base") and spec.model_format == "hf"
     assert spec.data.shape == "chat"
     assert spec.data.train == [str(root / "Data/train/a.jsonl")]

@@ -28,7 +28,10 @@ def test_refused_without_cuda_or_bitsandbytes(tmp_path):
     assert (why is None) == (importlib.util.find_spec("bitsandbytes") is not None)
     from modelyard.runtime import tiny
 
-    spec = {"model_dir": str(tiny.build_model(tmp_path / "m")), "model_format": "hf"}
+    from types import SimpleNamespace
+
+    # the parts of a TrainingSpec load_model reads
+    spec = SimpleNamespace(model_dir=str(tiny.build_model(tmp_path / "m")), model_format="hf", base_model_dir=None)
     with pytest.raises(train.RuntimeFailure, match="QLoRA needs a CUDA GPU"):
         train.load_model(spec, "qlora", H.validate("qlora", {}, None, False), False, "cpu")
 
