@@ -30,6 +30,7 @@ up: system install
 	$(BIN)/modelyard demo-model
 	@echo "Modelyard: http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/docs)"
 	@echo "Admin token: $${MODELYARD_ADMIN_TOKEN:-$$(cat $(MODELYARD_HOME)/admin.token 2>/dev/null)}"
+	@echo "Chat with the demo service once it is running: .venv/bin/modelyard chat smollm2"
 	$(BIN)/modelyard server --host $(HOST) --port $(PORT)
 
 server: install

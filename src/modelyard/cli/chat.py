@@ -51,9 +51,11 @@ def stream_reply(http: httpx.Client, body: dict, write: Callable[[str], None]) -
 def chat(model: str = typer.Argument(..., metavar="SERVICE[:VERSION|ADAPTER]",
                                      help="a service name, SERVICE:VERSION, or an adapter a service serves"),
          system: str | None = typer.Option(None, "--system", help="a system prompt"),
-         temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0),
-         top_p: float | None = typer.Option(None, "--top-p", min=0.0, max=1.0),
-         max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
+         # conversational defaults (small models ramble at OpenAI's temperature 1 with no cap)
+         temperature: float | None = typer.Option(0.3, "--temperature", min=0.0, max=2.0,
+                                                  help="sampling temperature (0: greedy)"),
+         top_p: float | None = typer.Option(0.9, "--top-p", min=0.0, max=1.0, help="nucleus sampling mass"),
+         max_tokens: int | None = typer.Option(512, "--max-tokens", min=1, help="most tokens per answer"),
          interactive: bool | None = typer.Option(None, "--interactive/--once",
                                                  help="default: interactive on a terminal, one prompt from stdin otherwise")) -> None:
     """Chat with a service (streamed). Interactive: /reset forgets the history, /exit or Ctrl-D leaves."""

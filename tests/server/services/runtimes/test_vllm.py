@@ -3,7 +3,6 @@ replica started from the plan answering an OpenAI chat request."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import time
@@ -104,17 +103,12 @@ def test_real_vllm_replica_answers_a_chat_request(tmp_path):
     sock = f"/tmp/myv-{os.getpid()}.sock"
     plan = plan_vllm(settings, model_path=str(model), adapters={}, served_names=["tiny"], socket_path=sock,
                      resources={"memory_mib": 2048, "cpu": 1, "max_model_len": 256})
-    relay = importlib.util.find_spec("modelyard.runtime.relay") is not None
-    # without the relay (another branch), start the engine part and talk to its TCP port
-    argv = plan.argv if relay else plan.argv[plan.argv.index("--") + 1:]
-    port = int(plan.argv[plan.argv.index("--port") + 1])
     env = {**os.environ, **plan.env}
     log = open(tmp_path / "vllm.log", "w")
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    transport = httpx.HTTPTransport(uds=sock) if relay else None
-    base = "http://replica" if relay else f"http://127.0.0.1:{port}"
+    # the planned argv: the relay on the socket in front of vLLM's own server on its TCP port
+    proc = subprocess.Popen(plan.argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        with httpx.Client(transport=transport, base_url=base, timeout=60) as c:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=sock), base_url="http://replica", timeout=60) as c:
             deadline = time.monotonic() + plan.boot_timeout_s
             while True:
                 assert proc.poll() is None, (tmp_path / "vllm.log").read_text()[-3000:]
