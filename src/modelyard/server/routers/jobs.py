@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 from fastapi import APIRouter, Query, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
+from modelyard.server.routers.logs import log_response
 from modelyard.server.routers.params import AttemptQ, IdQ, ListQ, OffsetQ, PageQ, PageSizeQ, SearchQ, StepQ
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.jobs import JobDetail, JobResponse, JobSubmit, RegisterOutputRequest
@@ -132,35 +131,7 @@ def logs(job_id: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
         with session_scope(ctx.sessions, readonly=True) as s:
             return svc.locate_replica_log(ctx, s, job_id, replica)
 
-    async def stream():
-        # async, so a follower holds no worker thread while it waits; the short blocking reads
-        # (a file chunk, a job's state) go through the thread pool
-        pos = offset
-        handle = ex = None
-        while True:
-            if handle is None:
-                handle, ex, finished = await run_in_threadpool(locate)
-                if handle is None:
-                    if finished or not follow:
-                        return
-                    await asyncio.sleep(poll_s)
-                    continue
-            data, pos = await run_in_threadpool(ex.logs, handle, offset=pos, limit=256 * 1024)
-            if data:
-                yield data
-                continue
-            if not follow:
-                return
-            _h, _e, finished = await run_in_threadpool(locate)
-            if finished:
-                data, pos = await run_in_threadpool(ex.logs, handle, offset=pos, limit=1 << 30)
-                if data:
-                    yield data
-                return
-            await asyncio.sleep(poll_s)
-
-    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8",
-                             headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+    return log_response(locate, offset=offset, follow=follow, poll_s=poll_s)
 
 
 @router.delete("/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a finished job",

@@ -3,14 +3,12 @@ name; another user's service answers 404."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Query, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from modelyard.server.db import session_scope
 from modelyard.server.deps import CtxDep, UserDep
+from modelyard.server.routers.logs import log_response
 from modelyard.server.routers.params import OffsetQ, PageQ, PageSizeQ, SearchQ
 from modelyard.server.schemas.common import Page
 from modelyard.server.schemas.serving import (
@@ -154,29 +152,4 @@ def logs(ref: str, ctx: CtxDep, principal: UserDep, follow: bool = False,
         with session_scope(ctx.sessions, readonly=True) as s:
             return svc.locate_log(ctx, s, rep_id)
 
-    async def stream():
-        pos = offset
-        handle = ex = None
-        while True:
-            if handle is None:
-                handle, ex, finished = await run_in_threadpool(locate)
-                if handle is None:
-                    if finished or not follow:
-                        return
-                    await asyncio.sleep(poll_s)
-                    continue
-            data, pos = await run_in_threadpool(ex.logs, handle, offset=pos, limit=256 * 1024)
-            if data:
-                yield data
-                continue
-            if not follow:
-                return
-            _h, _e, finished = await run_in_threadpool(locate)
-            if finished:
-                data, pos = await run_in_threadpool(ex.logs, handle, offset=pos, limit=1 << 30)
-                if data:
-                    yield data
-                return
-            await asyncio.sleep(poll_s)
-
-    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
+    return log_response(locate, offset=offset, follow=follow, poll_s=poll_s)
