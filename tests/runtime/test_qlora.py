@@ -26,9 +26,9 @@ def test_refused_without_cuda_or_bitsandbytes(tmp_path):
     assert "CUDA GPU" in train.qlora_unavailable(False)
     why = train.qlora_unavailable(True)
     assert (why is None) == (importlib.util.find_spec("bitsandbytes") is not None)
-    from modelyard.runtime import tiny
-
     from types import SimpleNamespace
+
+    from modelyard.runtime import tiny
 
     # the parts of a TrainingSpec load_model reads
     spec = SimpleNamespace(model_dir=str(tiny.build_model(tmp_path / "m")), model_format="hf", base_model_dir=None)
