@@ -70,6 +70,19 @@ class Client:
             raise_for(resp)
         return resp
 
+    def stream_log(self, path: str, *, follow: bool = False, replica: str | None = None,
+                   offset: int = 0):
+        """Chunks of a replica log route (jobs, services); with follow=True until it ends."""
+        params: dict[str, Any] = {"follow": str(follow).lower(), "offset": offset}
+        if replica:
+            params["replica"] = replica
+        with self.http.stream("GET", "/api/v1/" + path, params=params,
+                              timeout=None if follow else self.http.timeout) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise_for(resp)
+            yield from resp.iter_text()
+
     def get(self, path: str, **kw) -> Any:
         return self.request("GET", path, **kw).json()
 

@@ -69,17 +69,7 @@ class API:
     def logs(self, job_id: str, *, follow: bool = False, replica: str | None = None,
              offset: int = 0) -> Iterator[str]:
         """Chunks of a replica's log; with follow=True until the job ends."""
-        params: dict[str, Any] = {"follow": str(follow).lower(), "offset": offset}
-        if replica:
-            params["replica"] = replica
-        with self.c.http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params,
-                                timeout=None if follow else self.c.http.timeout) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                from modelyard.sdk._client import raise_for
-
-                raise_for(resp)
-            yield from resp.iter_text()
+        yield from self.c.stream_log(f"jobs/{job_id}/logs", follow=follow, replica=replica, offset=offset)
 
     # --- change ------------------------------------------------------------------------------
     def delete(self, job_id: str) -> None:

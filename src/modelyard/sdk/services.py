@@ -72,17 +72,7 @@ class API:
         return self.c.get(f"services/{_q(ref)}/monitor")
 
     def logs(self, ref: str, *, replica: str | None = None, follow: bool = False, offset: int = 0) -> Iterator[str]:
-        params: dict[str, Any] = {"follow": str(follow).lower(), "offset": offset}
-        if replica:
-            params["replica"] = replica
-        with self.c.http.stream("GET", f"/api/v1/services/{_q(ref)}/logs", params=params,
-                                timeout=None if follow else self.c.http.timeout) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                from modelyard.sdk._client import raise_for
-
-                raise_for(resp)
-            yield from resp.iter_text()
+        yield from self.c.stream_log(f"services/{_q(ref)}/logs", follow=follow, replica=replica, offset=offset)
 
     def wait(self, ref: str, states: tuple[str, ...] = ("running",), *, timeout: float = 600.0,
              poll_s: float = 1.0) -> dict:
